@@ -1,0 +1,282 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/mqttbridge/mqttbridge/bridge/topic"
+)
+
+// Config configures a Bridge. Zero values get the documented defaults.
+type Config struct {
+	// Store keeps last values; required.
+	Store Store
+	// Authorizer checks every operation; default AllowAll.
+	Authorizer Authorizer
+	// MaxPayload is the largest payload accepted for publishing, in bytes;
+	// default 1 MiB.
+	MaxPayload int
+	// StoreTimeout bounds each store call made while ingesting; default 2s.
+	StoreTimeout time.Duration
+	// Logger; default discards.
+	Logger *slog.Logger
+}
+
+// Route is one upstream broker and the topic filters it owns.
+type Route struct {
+	Filters  []string
+	Upstream Upstream
+}
+
+// Bridge is the core service: it validates and authorizes every operation,
+// routes publishes to the broker that owns the topic, and records what the
+// brokers deliver as last values.
+type Bridge struct {
+	cfg    Config
+	routes []Route
+	owners *topic.Trie[int] // route filters → index in routes
+	log    *slog.Logger
+
+	ingested   atomic.Uint64
+	ingestErrs atomic.Uint64
+}
+
+// New returns a Bridge with no routes; add them with AddRoute before use.
+func New(cfg Config) (*Bridge, error) {
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("bridge: Config.Store is required")
+	}
+	if cfg.Authorizer == nil {
+		cfg.Authorizer = AllowAll{}
+	}
+	if cfg.MaxPayload <= 0 {
+		cfg.MaxPayload = 1 << 20
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Bridge{cfg: cfg, owners: topic.NewTrie[int](), log: cfg.Logger}, nil
+}
+
+// AddRoute makes up the owner of filters. It must be called before the
+// Bridge is used concurrently; filters must be valid and must not overlap
+// those of another route (the configuration checks both).
+func (b *Bridge) AddRoute(r Route) error {
+	for _, f := range r.Filters {
+		if err := topic.ValidateFilter(f); err != nil {
+			return fmt.Errorf("bridge: route %q: filter %q: %w", r.Upstream.Name(), f, err)
+		}
+		for _, other := range b.routes {
+			for _, g := range other.Filters {
+				if topic.Overlap(f, g) {
+					return fmt.Errorf("bridge: filter %q of %q overlaps %q of %q", f, r.Upstream.Name(), g, other.Upstream.Name())
+				}
+			}
+		}
+	}
+	for _, f := range r.Filters {
+		b.owners.Add(f, len(b.routes))
+	}
+	b.routes = append(b.routes, r)
+	return nil
+}
+
+// MaxPayload is the configured payload limit in bytes.
+func (b *Bridge) MaxPayload() int { return b.cfg.MaxPayload }
+
+// route finds the upstream that owns a topic name.
+func (b *Bridge) route(name string) (Upstream, error) {
+	idx := -1
+	b.owners.Match(name, func(_ string, i int) { idx = i })
+	if idx < 0 {
+		return nil, Errorf(ECodeNotBridged, "no configured broker bridges the topic %q", name)
+	}
+	return b.routes[idx].Upstream, nil
+}
+
+// Publish validates, authorizes and publishes msg to the broker that owns its
+// topic, and returns the broker's answer (see Upstream.Publish).
+func (b *Bridge) Publish(ctx context.Context, id Identity, msg Message) (PublishResult, error) {
+	up, err := b.checkPublish(ctx, id, &msg)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	if msg.ReceivedAt.IsZero() {
+		msg.ReceivedAt = time.Now()
+	}
+	return up.Publish(ctx, msg)
+}
+
+// CheckPublish runs every check Publish runs, without publishing. Batch
+// publishing uses it to refuse a batch before any of it is sent.
+func (b *Bridge) CheckPublish(ctx context.Context, id Identity, msg Message) error {
+	_, err := b.checkPublish(ctx, id, &msg)
+	return err
+}
+
+func (b *Bridge) checkPublish(ctx context.Context, id Identity, msg *Message) (Upstream, error) {
+	if err := validateName(msg.Topic); err != nil {
+		return nil, err
+	}
+	if msg.QoS > 2 {
+		return nil, Errorf(ECodeInvalidRequest, "qos must be 0, 1 or 2")
+	}
+	if len(msg.Payload) > b.cfg.MaxPayload {
+		return nil, Errorf(ECodePayloadTooLarge, "payload of %d bytes exceeds the limit of %d bytes", len(msg.Payload), b.cfg.MaxPayload)
+	}
+	if err := validateProperties(msg); err != nil {
+		return nil, err
+	}
+	if err := b.cfg.Authorizer.Authorize(ctx, id, ActionPublish, msg.Topic); err != nil {
+		return nil, err
+	}
+	return b.route(msg.Topic)
+}
+
+// Last returns the last value of an exact topic.
+func (b *Bridge) Last(ctx context.Context, id Identity, name string) (Message, error) {
+	if err := validateName(name); err != nil {
+		return Message{}, err
+	}
+	if err := b.cfg.Authorizer.Authorize(ctx, id, ActionSubscribe, name); err != nil {
+		return Message{}, err
+	}
+	if _, err := b.route(name); err != nil {
+		return Message{}, err
+	}
+	return b.cfg.Store.Get(ctx, name)
+}
+
+// List returns a page of last values of topics matching filter; see
+// Store.List. limit is clamped to 1..1000 (0 means 100).
+func (b *Bridge) List(ctx context.Context, id Identity, filter, after string, limit int) ([]Message, string, error) {
+	if err := topic.ValidateFilter(filter); err != nil {
+		return nil, "", Errorf(ECodeInvalidTopic, "filter %q: %v", truncate(filter), err)
+	}
+	if err := b.cfg.Authorizer.Authorize(ctx, id, ActionSubscribe, filter); err != nil {
+		return nil, "", err
+	}
+	switch {
+	case limit <= 0:
+		limit = 100
+	case limit > 1000:
+		limit = 1000
+	}
+	return b.cfg.Store.List(ctx, filter, after, limit)
+}
+
+// Delete clears the retained message of a topic on its broker (an empty
+// retained QoS 1 publish) and its last value in the store.
+func (b *Bridge) Delete(ctx context.Context, id Identity, name string) (PublishResult, error) {
+	res, err := b.Publish(ctx, id, Message{Topic: name, QoS: 1, Retain: true})
+	if err != nil {
+		return res, err
+	}
+	return res, b.cfg.Store.Delete(ctx, name)
+}
+
+// Ingest records a message delivered by a broker. Adapters call it from
+// their delivery goroutine; it never panics on store failure, it logs and
+// counts.
+func (b *Bridge) Ingest(msg Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.StoreTimeout)
+	defer cancel()
+	if _, err := b.cfg.Store.Put(ctx, msg); err != nil {
+		b.ingestErrs.Add(1)
+		b.log.Warn("storing an incoming message failed", "topic", msg.Topic, "err", err)
+		return
+	}
+	b.ingested.Add(1)
+}
+
+// Problems lists why the bridge is not ready: a broker not connected or
+// not subscribed, or a store that does not answer. Empty means ready.
+func (b *Bridge) Problems(ctx context.Context) []string {
+	var out []string
+	if len(b.routes) == 0 {
+		out = append(out, "no broker configured")
+	}
+	for _, r := range b.routes {
+		out = append(out, r.Upstream.Problems()...)
+	}
+	if err := b.cfg.Store.Ping(ctx); err != nil {
+		out = append(out, "store: "+err.Error())
+	}
+	return out
+}
+
+func validateName(name string) error {
+	if err := topic.ValidateName(name); err != nil {
+		return Errorf(ECodeInvalidTopic, "topic %q: %v", truncate(name), err)
+	}
+	return nil
+}
+
+// validateProperties enforces the MQTT v5 rules on the properties a client
+// can set: UTF-8 strings without U+0000 of at most 65,535 bytes, a valid
+// response topic, a payload format of 0 or 1 with a UTF-8 payload for 1.
+func validateProperties(m *Message) error {
+	p := &m.Properties
+	if err := checkString("properties.content_type", p.ContentType); err != nil {
+		return err
+	}
+	if p.PayloadFormat != nil {
+		switch *p.PayloadFormat {
+		case 0:
+		case 1:
+			if !utf8.Valid(m.Payload) {
+				return Errorf(ECodeInvalidRequest, "payload_format 1 (UTF-8) but the payload is not valid UTF-8")
+			}
+		default:
+			return Errorf(ECodeInvalidRequest, "payload_format must be 0 or 1")
+		}
+	}
+	if p.ResponseTopic != "" {
+		if err := topic.ValidateName(p.ResponseTopic); err != nil {
+			return Errorf(ECodeInvalidRequest, "properties.response_topic %q: %v", truncate(p.ResponseTopic), err)
+		}
+	}
+	if len(p.CorrelationData) > topic.MaxLen {
+		return Errorf(ECodeInvalidRequest, "properties.correlation_data is longer than 65535 bytes")
+	}
+	for i, up := range p.UserProperties {
+		if err := checkString(fmt.Sprintf("properties.user_properties[%d].key", i), up.Key); err != nil {
+			return err
+		}
+		if err := checkString(fmt.Sprintf("properties.user_properties[%d].value", i), up.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkString(field, s string) error {
+	switch {
+	case len(s) > topic.MaxLen:
+		return Errorf(ECodeInvalidRequest, "%s is longer than 65535 bytes", field)
+	case !utf8.ValidString(s):
+		return Errorf(ECodeInvalidRequest, "%s is not valid UTF-8", field)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			return Errorf(ECodeInvalidRequest, "%s must not contain U+0000", field)
+		}
+	}
+	return nil
+}
+
+// truncate shortens s for an error message.
+func truncate(s string) string {
+	const max = 200
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}

@@ -1,0 +1,113 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Application error codes. httpapi maps each to one HTTP status; anything
+// that is not an *Error is an internal error.
+const (
+	ECodeInvalidTopic      = "invalid_topic"      // a topic name or filter breaks the MQTT rules
+	ECodeInvalidRequest    = "invalid_request"    // malformed body, parameter or property
+	ECodeNotBridged        = "topic_not_bridged"  // no configured broker owns the topic
+	ECodeForbidden         = "forbidden"          // the authorizer or the broker refused
+	ECodeUnauthorized      = "unauthorized"       // no or bad credentials
+	ECodeNotFound          = "not_found"          // no last value for the topic
+	ECodePayloadTooLarge   = "payload_too_large"  // over the configured limit or the broker's maximum packet size
+	ECodeRateLimited       = "rate_limited"       // too many requests, or the broker's quota
+	ECodeBrokerUnavailable = "broker_unavailable" // the broker is not connected; retry later
+	ECodeTimeout           = "timeout"            // sent, but the outcome is unknown
+	ECodeBrokerRejected    = "broker_rejected"    // the broker answered with a failure reason code
+	ECodeStoreUnavailable  = "store_unavailable"  // the store did not answer
+	ECodeInternal          = "internal"           // a bug or an unexpected failure
+)
+
+// Error is the one application error type. Code is one of the ECode
+// constants; Message is safe to show to the client.
+type Error struct {
+	Code    string
+	Message string
+	// ReasonCode is the MQTT reason code when the broker refused (>= 0x80),
+	// else 0.
+	ReasonCode byte
+}
+
+func (e *Error) Error() string {
+	if e.ReasonCode != 0 {
+		return fmt.Sprintf("%s: %s (reason code 0x%02X)", e.Code, e.Message, e.ReasonCode)
+	}
+	return e.Code + ": " + e.Message
+}
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode is the code of err's *Error, or ECodeInternal.
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ECodeInternal
+}
+
+// Sentinels that adapters return (wrapped with %w where they add detail).
+var (
+	// ErrNotFound: the store has no (unexpired) last value for the topic.
+	ErrNotFound = &Error{Code: ECodeNotFound, Message: "no message on this topic"}
+	// ErrUnavailable: the broker connection is down; nothing was sent.
+	ErrUnavailable = &Error{Code: ECodeBrokerUnavailable, Message: "the MQTT broker is not connected"}
+	// ErrTimeout: the publish was sent but not acknowledged in time.
+	ErrTimeout = &Error{Code: ECodeTimeout, Message: "the broker did not acknowledge in time; the outcome is unknown"}
+)
+
+// ReasonError turns a failing MQTT PUBACK/PUBREC reason code (>= 0x80)
+// into an *Error whose code says how to treat it.
+func ReasonError(code byte, reason string) *Error {
+	c := ECodeBrokerRejected
+	switch code {
+	case 0x87: // Not authorized
+		c = ECodeForbidden
+	case 0x97: // Quota exceeded
+		c = ECodeRateLimited
+	case 0x95: // Packet too large
+		c = ECodePayloadTooLarge
+	}
+	msg := "the broker refused the publish: " + ReasonName(code)
+	if reason != "" {
+		msg += ": " + reason
+	}
+	return &Error{Code: c, Message: msg, ReasonCode: code}
+}
+
+// ReasonName is the MQTT v5 name of a PUBACK/PUBREC/PUBCOMP reason code.
+func ReasonName(code byte) string {
+	switch code {
+	case 0x00:
+		return "success"
+	case 0x10:
+		return "no matching subscribers"
+	case 0x80:
+		return "unspecified error"
+	case 0x83:
+		return "implementation specific error"
+	case 0x87:
+		return "not authorized"
+	case 0x90:
+		return "topic name invalid"
+	case 0x91:
+		return "packet identifier in use"
+	case 0x92:
+		return "packet identifier not found"
+	case 0x95:
+		return "packet too large"
+	case 0x97:
+		return "quota exceeded"
+	case 0x99:
+		return "payload format invalid"
+	}
+	return fmt.Sprintf("reason code 0x%02X", code)
+}
