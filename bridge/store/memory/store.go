@@ -1,0 +1,182 @@
+package memory
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/bridge/store/internal/storeutil"
+	"github.com/mqttbridge/mqttbridge/bridge/topic"
+)
+
+// Store is the in-memory bridge.Store. Its zero value is not usable; call
+// New.
+type Store struct {
+	now func() time.Time // time.Now; replaced in tests
+
+	mu     sync.Mutex
+	msgs   map[string]bridge.Message // topic → last value, in PreparePut form
+	topics []string                  // the keys of msgs, sorted
+	lastID storeutil.ID
+	closed bool
+}
+
+var _ bridge.Store = (*Store)(nil)
+
+// New returns an empty Store.
+func New() *Store {
+	return &Store{now: time.Now, msgs: make(map[string]bridge.Message)}
+}
+
+// Put records msg and returns it with its ID. A retained message with an
+// empty payload deletes the topic's last value; any other message replaces
+// it. ReceivedAt is kept (at millisecond precision) when set, else set to
+// now.
+func (s *Store) Put(_ context.Context, msg bridge.Message) (bridge.Message, error) {
+	now := s.now()
+	m, err := storeutil.PreparePut(msg, now)
+	if err != nil {
+		return bridge.Message{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return bridge.Message{}, storeutil.ErrClosed
+	}
+	s.lastID = s.lastID.Next(now.UnixMilli())
+	m.ID = s.lastID.String()
+	if m.IsDelete() {
+		s.remove(m.Topic)
+	} else {
+		s.set(m)
+	}
+	return storeutil.Clone(m), nil
+}
+
+// Get returns the unexpired last value of the topic name, or bridge.ErrNotFound.
+func (s *Store) Get(_ context.Context, name string) (bridge.Message, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return bridge.Message{}, storeutil.ErrClosed
+	}
+	m, ok := s.msgs[name]
+	if !ok {
+		return bridge.Message{}, bridge.ErrNotFound
+	}
+	if m.Expired(now) {
+		s.remove(name)
+		return bridge.Message{}, bridge.ErrNotFound
+	}
+	return storeutil.Clone(m), nil
+}
+
+// Delete removes the last value of the topic name, if there is one.
+func (s *Store) Delete(_ context.Context, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return storeutil.ErrClosed
+	}
+	s.remove(name)
+	return nil
+}
+
+// List returns the unexpired last values of the topics matching filter, in
+// byte order of topic name, starting after the topic name after, at most
+// limit (1..1000) of them. next is the last topic returned when the page is
+// full and further topics may match; the page after it may then be empty.
+func (s *Store) List(_ context.Context, filter, after string, limit int) ([]bridge.Message, string, error) {
+	prefix, err := storeutil.CheckList(filter, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, "", storeutil.ErrClosed
+	}
+	var start int
+	if after >= prefix {
+		start, _ = slices.BinarySearch(s.topics, after)
+		if start < len(s.topics) && s.topics[start] == after {
+			start++
+		}
+	} else {
+		start, _ = slices.BinarySearch(s.topics, prefix)
+	}
+	var (
+		msgs    []bridge.Message
+		next    string
+		expired []string
+	)
+	for i := start; i < len(s.topics) && strings.HasPrefix(s.topics[i], prefix); i++ {
+		name := s.topics[i]
+		if !topic.Match(filter, name) {
+			continue
+		}
+		m := s.msgs[name]
+		if m.Expired(now) {
+			expired = append(expired, name)
+			continue
+		}
+		msgs = append(msgs, storeutil.Clone(m))
+		if len(msgs) == limit {
+			if i+1 < len(s.topics) && strings.HasPrefix(s.topics[i+1], prefix) {
+				next = name
+			}
+			break
+		}
+	}
+	for _, name := range expired {
+		s.remove(name)
+	}
+	return msgs, next, nil
+}
+
+// Ping reports whether the store is open.
+func (s *Store) Ping(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return storeutil.ErrClosed
+	}
+	return nil
+}
+
+// Close drops every stored message; afterwards every method returns an
+// error with code store_unavailable. It is safe to call twice.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.msgs = nil
+	s.topics = nil
+	return nil
+}
+
+// set makes m the last value of its topic. Replacing a value is O(1); a new
+// topic is inserted into the sorted index (binary search, then one copy).
+func (s *Store) set(m bridge.Message) {
+	if _, ok := s.msgs[m.Topic]; !ok {
+		i, _ := slices.BinarySearch(s.topics, m.Topic)
+		s.topics = slices.Insert(s.topics, i, m.Topic)
+	}
+	s.msgs[m.Topic] = m
+}
+
+// remove deletes the last value of the topic name, if any.
+func (s *Store) remove(name string) {
+	if _, ok := s.msgs[name]; !ok {
+		return
+	}
+	delete(s.msgs, name)
+	if i, ok := slices.BinarySearch(s.topics, name); ok {
+		s.topics = slices.Delete(s.topics, i, i+1)
+	}
+}

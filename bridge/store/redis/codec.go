@@ -1,0 +1,107 @@
+package redisstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/mqttbridge/mqttbridge/bridge"
+)
+
+// valueFields are the fields of a last value hash, in the order decodeValue
+// expects them.
+var valueFields = []string{"id", "payload", "qos", "retain", "props", "received_at"}
+
+// storedProps is the JSON form of bridge.Properties in the props field.
+type storedProps struct {
+	ContentType     string      `json:"ct,omitempty"`
+	PayloadFormat   *byte       `json:"pf,omitempty"`
+	MessageExpiry   *uint32     `json:"me,omitempty"`
+	ResponseTopic   string      `json:"rt,omitempty"`
+	CorrelationData []byte      `json:"cd,omitempty"` // base64
+	UserProperties  [][2]string `json:"up,omitempty"` // ordered [name, value] pairs
+}
+
+// encodeProps returns the props field: "" when there are no properties.
+func encodeProps(p bridge.Properties) (string, error) {
+	sp := storedProps{
+		ContentType:     p.ContentType,
+		PayloadFormat:   p.PayloadFormat,
+		MessageExpiry:   p.MessageExpiry,
+		ResponseTopic:   p.ResponseTopic,
+		CorrelationData: p.CorrelationData,
+	}
+	for _, up := range p.UserProperties {
+		sp.UserProperties = append(sp.UserProperties, [2]string{up.Key, up.Value})
+	}
+	b, err := json.Marshal(sp)
+	if err != nil {
+		return "", bridge.Errorf(bridge.ECodeInternal, "encoding properties: %v", err)
+	}
+	if string(b) == "{}" {
+		return "", nil
+	}
+	return string(b), nil
+}
+
+// decodeValue turns the HMGET answer for valueFields into a message; ok is
+// false when the hash does not exist.
+func decodeValue(name string, vals []any) (m bridge.Message, ok bool, err error) {
+	if len(vals) != len(valueFields) || vals[0] == nil {
+		return bridge.Message{}, false, nil
+	}
+	f := make([]string, len(vals))
+	for i, v := range vals {
+		s, isString := v.(string)
+		if !isString {
+			return bridge.Message{}, false, corrupt(name, "field %s is missing", valueFields[i])
+		}
+		f[i] = s
+	}
+	m = bridge.Message{ID: f[0], Topic: name, Retain: f[3] == "1"}
+	if f[1] != "" {
+		m.Payload = []byte(f[1])
+	}
+	qos, err := strconv.ParseUint(f[2], 10, 8)
+	if err != nil || qos > 2 {
+		return bridge.Message{}, false, corrupt(name, "bad qos %q", f[2])
+	}
+	m.QoS = byte(qos)
+	if f[4] != "" {
+		var sp storedProps
+		if err := json.Unmarshal([]byte(f[4]), &sp); err != nil {
+			return bridge.Message{}, false, corrupt(name, "bad props: %v", err)
+		}
+		m.Properties = bridge.Properties{
+			ContentType:     sp.ContentType,
+			PayloadFormat:   sp.PayloadFormat,
+			MessageExpiry:   sp.MessageExpiry,
+			ResponseTopic:   sp.ResponseTopic,
+			CorrelationData: sp.CorrelationData,
+		}
+		if len(sp.CorrelationData) == 0 {
+			m.Properties.CorrelationData = nil
+		}
+		for _, up := range sp.UserProperties {
+			m.Properties.UserProperties = append(m.Properties.UserProperties, bridge.UserProperty{Key: up[0], Value: up[1]})
+		}
+	}
+	ms, err := strconv.ParseInt(f[5], 10, 64)
+	if err != nil {
+		return bridge.Message{}, false, corrupt(name, "bad received_at %q", f[5])
+	}
+	m.ReceivedAt = time.UnixMilli(ms)
+	return m, true, nil
+}
+
+func corrupt(name, format string, args ...any) error {
+	return bridge.Errorf(bridge.ECodeInternal, "corrupt last value of topic %q in Redis: %s", name, fmt.Sprintf(format, args...))
+}
+
+func boolField(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
