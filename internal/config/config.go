@@ -1,0 +1,328 @@
+package config
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of the mqttbridge command. Default
+// gives every field its default; Load fills it from flags, environment and
+// file; Validate says what cannot work.
+type Config struct {
+	// InstanceID names this process in MQTT client ids; [A-Za-z0-9_-]{1,32}.
+	// Default: 8 random hex characters, new at every start.
+	InstanceID string `yaml:"instance_id"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is text or json. Default text.
+	LogFormat string   `yaml:"log_format"`
+	HTTP      HTTP     `yaml:"http"`
+	MQTT      MQTT     `yaml:"mqtt"`
+	Embedded  Embedded `yaml:"embedded_mqtt"`
+	Redis     Redis    `yaml:"redis"`
+}
+
+// HTTP configures the HTTP server.
+type HTTP struct {
+	// Addr is the listen address, host:port. Default ":8080".
+	Addr string `yaml:"addr"`
+	// MaxPayload is the largest message payload accepted, in bytes; at most
+	// 256MiB (the MQTT limit). Default 1MiB.
+	MaxPayload ByteSize `yaml:"max_payload"`
+	// MaxBatch is the most items in one /v1/publish/batch. Default 100.
+	MaxBatch int `yaml:"max_batch"`
+	// ShutdownTimeout bounds the graceful shutdown. Default 10s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// MQTT configures the upstream brokers. Use Config.Brokers, not URL and
+// Brokers, to find the brokers in effect.
+type MQTT struct {
+	// URL is the shorthand for one broker named "default"; exclusive with
+	// Brokers. With neither, the embedded broker is used.
+	URL string `yaml:"url"`
+	// Username, Password and TLS are for URL only.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	TLS      TLS    `yaml:"tls"`
+	// Topics are the bridged filters of URL's broker or of the embedded
+	// broker. Default ["#"]; must be unset with Brokers.
+	Topics []string `yaml:"topics"`
+	// Brokers are several named brokers, each bridging its own topics.
+	Brokers []Broker `yaml:"brokers"`
+	// ClientIDPrefix starts every MQTT client id. Default "mqttbridge-".
+	ClientIDPrefix string `yaml:"client_id_prefix"`
+	// Keepalive is the MQTT keep alive, whole seconds in 1s..65535s.
+	// Default 30s.
+	Keepalive Duration `yaml:"keepalive"`
+	// ConnectTimeout bounds one connection attempt. Default 10s.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// PublishTimeout bounds waiting for PUBACK/PUBCOMP. Default 10s.
+	PublishTimeout Duration `yaml:"publish_timeout"`
+	// ReconnectMin and ReconnectMax bound the reconnect back-off.
+	// Defaults 100ms and 10s; ReconnectMax >= ReconnectMin.
+	ReconnectMin Duration `yaml:"reconnect_min"`
+	ReconnectMax Duration `yaml:"reconnect_max"`
+}
+
+// Broker is one upstream broker and the topics it owns. No topic may be
+// matched by the filters of two brokers.
+type Broker struct {
+	// Name is unique, [A-Za-z0-9_-]+; the shorthand mqtt.url is "default".
+	Name string `yaml:"name"`
+	// URL is mqtt://, mqtts://, ws:// or wss:// (tcp:// and ssl:// are
+	// aliases of mqtt:// and mqtts://), without credentials.
+	URL      string   `yaml:"url"`
+	Username string   `yaml:"username"`
+	Password string   `yaml:"password"`
+	TLS      TLS      `yaml:"tls"`
+	Topics   []string `yaml:"topics"`
+}
+
+// TLS configures the TLS client of an mqtts:// or wss:// broker. Relative
+// paths in the YAML file are relative to the file's directory; Load makes
+// them absolute.
+type TLS struct {
+	// CAFile is a PEM bundle to trust instead of the system roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and its key: both
+	// or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name checked in the server's certificate.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify disables server certificate checks; tests only.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// IsZero reports whether nothing is set.
+func (t TLS) IsZero() bool { return t == TLS{} }
+
+// Embedded configures the embedded MQTT broker, used only when no broker is
+// configured.
+type Embedded struct {
+	// Addr is its TCP listener, host:port. Default "127.0.0.1:11883".
+	Addr string `yaml:"addr"`
+}
+
+// Redis configures the store. With no URL the in-memory store is used.
+type Redis struct {
+	// URL is redis:// or rediss://, credentials allowed.
+	URL string `yaml:"url"`
+	// KeyPrefix starts every key. Default "mqttbridge:".
+	KeyPrefix string `yaml:"key_prefix"`
+}
+
+// Default is the configuration with every default filled in; InstanceID is
+// random, so two calls differ there.
+func Default() Config {
+	return Config{
+		InstanceID: randomID(),
+		LogLevel:   "info",
+		LogFormat:  "text",
+		HTTP: HTTP{
+			Addr:            ":8080",
+			MaxPayload:      MiB,
+			MaxBatch:        100,
+			ShutdownTimeout: Duration(10 * time.Second),
+		},
+		MQTT: MQTT{
+			Topics:         []string{"#"},
+			ClientIDPrefix: "mqttbridge-",
+			Keepalive:      Duration(30 * time.Second),
+			ConnectTimeout: Duration(10 * time.Second),
+			PublishTimeout: Duration(10 * time.Second),
+			ReconnectMin:   Duration(100 * time.Millisecond),
+			ReconnectMax:   Duration(10 * time.Second),
+		},
+		Embedded: Embedded{Addr: "127.0.0.1:11883"},
+		Redis:    Redis{KeyPrefix: "mqttbridge:"},
+	}
+}
+
+func randomID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
+// DefaultBrokerName is the name of the broker given by mqtt.url.
+const DefaultBrokerName = "default"
+
+// Brokers returns the brokers in effect, as copies: the mqtt.brokers list,
+// or one broker named "default" from mqtt.url, mqtt.username,
+// mqtt.password, mqtt.tls and mqtt.topics, or nil when the embedded broker
+// is used. URLs are normalised: tcp:// becomes mqtt://, ssl:// becomes
+// mqtts://, and an mqtt(s) URL without a port gets 1883 (8883).
+func (c Config) Brokers() []Broker {
+	if len(c.MQTT.Brokers) > 0 {
+		out := make([]Broker, len(c.MQTT.Brokers))
+		for i, b := range c.MQTT.Brokers {
+			b.URL = normalizeMQTTURL(b.URL)
+			b.Topics = slices.Clone(b.Topics)
+			out[i] = b
+		}
+		return out
+	}
+	if c.MQTT.URL != "" {
+		return []Broker{{
+			Name:     DefaultBrokerName,
+			URL:      normalizeMQTTURL(c.MQTT.URL),
+			Username: c.MQTT.Username,
+			Password: c.MQTT.Password,
+			TLS:      c.MQTT.TLS,
+			Topics:   slices.Clone(c.MQTT.Topics),
+		}}
+	}
+	return nil
+}
+
+// UsesEmbedded reports whether no broker is configured, so the embedded
+// broker runs on Embedded.Addr and owns MQTT.Topics.
+func (c Config) UsesEmbedded() bool {
+	return c.MQTT.URL == "" && len(c.MQTT.Brokers) == 0
+}
+
+// SlogLevel is LogLevel as a slog.Level (info when unknown).
+func (c Config) SlogLevel() slog.Level {
+	switch strings.ToLower(c.LogLevel) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+func normalizeMQTTURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	port := ""
+	switch u.Scheme {
+	case "tcp", "mqtt":
+		u.Scheme, port = "mqtt", "1883"
+	case "ssl", "mqtts":
+		u.Scheme, port = "mqtts", "8883"
+	}
+	if port != "" && u.Port() == "" && u.Hostname() != "" {
+		u.Host = net.JoinHostPort(u.Hostname(), port)
+	}
+	return u.String()
+}
+
+// redactedMark replaces a password, as url.URL.Redacted does.
+const redactedMark = "xxxxx"
+
+// Redacted returns a copy of c safe to print or log: passwords are
+// replaced with "xxxxx" and URLs lose their passwords.
+func (c Config) Redacted() Config {
+	c.MQTT = c.MQTT.redacted()
+	c.Redis = c.Redis.redacted()
+	return c
+}
+
+func (m MQTT) redacted() MQTT {
+	m.URL = redactURL(m.URL)
+	m.Password = redactSecret(m.Password)
+	m.Topics = slices.Clone(m.Topics)
+	brokers := make([]Broker, len(m.Brokers))
+	for i, b := range m.Brokers {
+		brokers[i] = b.redacted()
+	}
+	if m.Brokers == nil {
+		brokers = nil
+	}
+	m.Brokers = brokers
+	return m
+}
+
+func (b Broker) redacted() Broker {
+	b.URL = redactURL(b.URL)
+	b.Password = redactSecret(b.Password)
+	b.Topics = slices.Clone(b.Topics)
+	return b
+}
+
+func (r Redis) redacted() Redis {
+	r.URL = redactURL(r.URL)
+	return r
+}
+
+func redactSecret(s string) string {
+	if s == "" {
+		return ""
+	}
+	return redactedMark
+}
+
+// redactURL hides the password of a URL's user info and of a "password"
+// query parameter. An unparseable URL, or one with an "@" outside its user
+// info, is hidden whole, since where its password is cannot be known.
+func redactURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil && strings.Contains(raw, "@") {
+		return "[unparseable URL hidden]"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", redactedMark)
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
+// String renders c as YAML with passwords redacted.
+func (c Config) String() string { return yamlString(c.Redacted()) }
+
+// GoString is String, so %#v does not print passwords either.
+func (c Config) GoString() string { return c.String() }
+
+// LogValue logs c with passwords redacted, as a group of its YAML keys.
+func (c Config) LogValue() slog.Value {
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(c.String()), &m); err != nil {
+		return slog.StringValue(c.String())
+	}
+	return slog.AnyValue(m)
+}
+
+// String renders m as YAML with passwords redacted.
+func (m MQTT) String() string { return yamlString(m.redacted()) }
+
+// GoString is String.
+func (m MQTT) GoString() string { return m.String() }
+
+// String renders b as YAML with its password redacted.
+func (b Broker) String() string { return yamlString(b.redacted()) }
+
+// GoString is String.
+func (b Broker) GoString() string { return b.String() }
+
+// String renders r as YAML with the URL's password redacted.
+func (r Redis) String() string { return yamlString(r.redacted()) }
+
+// GoString is String.
+func (r Redis) GoString() string { return r.String() }
+
+func yamlString(v any) string {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return "<" + err.Error() + ">"
+	}
+	return string(b)
+}
