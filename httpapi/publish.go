@@ -1,0 +1,321 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/mqttbridge/mqttbridge/bridge"
+)
+
+// Header names that carry MQTT v5 properties on raw requests and responses.
+const (
+	hdrPayloadFormat   = "MQTT-Payload-Format"
+	hdrResponseTopic   = "MQTT-Response-Topic"
+	hdrCorrelationData = "MQTT-Correlation-Data" // base64
+	hdrUserProperty    = "MQTT-User-Property"    // key=value, percent-encoded, repeatable, comma-separated
+	hdrMessageExpiry   = "MQTT-Message-Expiry"   // seconds left (responses)
+	hdrQoS             = "MQTT-QoS"
+	hdrRetain          = "MQTT-Retain"
+	hdrMessageID       = "MQTT-Message-Id"
+	hdrTopic           = "MQTT-Topic"
+)
+
+// PublishResponse is the body of a successful publish.
+type PublishResponse struct {
+	Topic      string `json:"topic"`
+	QoS        byte   `json:"qos"`
+	ReasonCode *int   `json:"reason_code,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// topicParam is the MQTT topic in a /v1/topics/{topic} URL: the rest of the
+// percent-decoded path, each level a path segment.
+func topicParam(c *gin.Context) string {
+	return strings.TrimPrefix(c.Param("topic"), "/")
+}
+
+// checkQuery refuses query parameters the endpoint does not know, so a typo
+// is an error instead of being silently ignored.
+func checkQuery(c *gin.Context, known ...string) error {
+	for name := range c.Request.URL.Query() {
+		ok := false
+		for _, k := range known {
+			ok = ok || name == k
+		}
+		if !ok {
+			return invalid("unknown query parameter %q (known: %s)", name, strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
+
+// readBody reads at most limit bytes of the body; more is payload_too_large.
+func readBody(c *gin.Context, limit int64) ([]byte, error) {
+	if c.Request.ContentLength > limit {
+		return nil, bridge.Errorf(bridge.ECodePayloadTooLarge, "request body of %d bytes exceeds the limit of %d bytes", c.Request.ContentLength, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, bridge.Errorf(bridge.ECodePayloadTooLarge, "request body exceeds the limit of %d bytes", limit)
+	}
+	if err != nil {
+		return nil, invalid("reading the request body: %v", err)
+	}
+	return body, nil
+}
+
+// publishRaw is POST /v1/topics/{topic}: the body is the payload.
+func (s *Server) publishRaw(c *gin.Context) {
+	msg, err := s.rawMessage(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.publish(c, msg)
+}
+
+func (s *Server) rawMessage(c *gin.Context) (bridge.Message, error) {
+	msg := bridge.Message{Topic: topicParam(c), QoS: 1}
+	if err := checkQuery(c, "qos", "retain", "expiry"); err != nil {
+		return msg, err
+	}
+	q := c.Request.URL.Query()
+	if v := q.Get("qos"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 8)
+		if err != nil || n > 2 {
+			return msg, invalid("qos must be 0, 1 or 2, not %q", v)
+		}
+		msg.QoS = byte(n)
+	}
+	if v := q.Get("retain"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return msg, invalid("retain must be true or false, not %q", v)
+		}
+		msg.Retain = b
+	}
+	if v := q.Get("expiry"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return msg, invalid("expiry must be a number of seconds from 0 to 4294967295, not %q", v)
+		}
+		e := uint32(n)
+		msg.Properties.MessageExpiry = &e
+	}
+	if err := headerProperties(c.Request.Header, &msg.Properties); err != nil {
+		return msg, err
+	}
+	body, err := readBody(c, int64(s.bridge.MaxPayload()))
+	if err != nil {
+		return msg, err
+	}
+	msg.Payload = body
+	return msg, nil
+}
+
+// headerProperties reads MQTT v5 properties from request headers.
+func headerProperties(h http.Header, p *bridge.Properties) error {
+	if ct := h.Get("Content-Type"); ct != "" {
+		// curl -d sends this by default; it says nothing about the payload.
+		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/x-www-form-urlencoded" {
+			p.ContentType = ct
+		}
+	}
+	if v := h.Get(hdrPayloadFormat); v != "" {
+		switch v {
+		case "0", "1":
+			b := v[0] - '0'
+			p.PayloadFormat = &b
+		default:
+			return invalid("%s must be 0 or 1, not %q", hdrPayloadFormat, v)
+		}
+	}
+	if v := h.Get(hdrResponseTopic); v != "" {
+		rt, err := url.PathUnescape(v)
+		if err != nil {
+			return invalid("%s %q is not properly percent-encoded", hdrResponseTopic, v)
+		}
+		p.ResponseTopic = rt
+	}
+	if v := h.Get(hdrCorrelationData); v != "" {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return invalid("%s must be base64: %v", hdrCorrelationData, err)
+		}
+		p.CorrelationData = b
+	}
+	for _, line := range h.Values(hdrUserProperty) {
+		for _, item := range strings.Split(line, ",") {
+			item = strings.TrimSpace(item)
+			k, v, ok := strings.Cut(item, "=")
+			if !ok {
+				return invalid("%s items must be key=value, got %q", hdrUserProperty, item)
+			}
+			key, err1 := url.PathUnescape(k)
+			val, err2 := url.PathUnescape(v)
+			if err1 != nil || err2 != nil {
+				return invalid("%s %q is not properly percent-encoded", hdrUserProperty, item)
+			}
+			p.UserProperties = append(p.UserProperties, bridge.UserProperty{Key: key, Value: val})
+		}
+	}
+	return nil
+}
+
+// headerEscape percent-encodes s for an MQTT-* header value: every byte
+// outside printable ASCII, and '%', ',', '=' and '"', so that UTF-8 text,
+// topics (with their '/') and key=value lists survive any HTTP hop. It is
+// undone by url.PathUnescape.
+func headerEscape(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7F || c == '%' || c == ',' || c == '=' || c == '"' {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// jsonBodyLimit bounds a JSON publish body: a base64 payload of the largest
+// allowed size and its properties fit.
+func (s *Server) jsonBodyLimit() int64 { return int64(s.bridge.MaxPayload())*2 + 1<<20 }
+
+// decodeJSON reads a JSON body strictly: unknown fields are errors.
+func (s *Server) decodeJSON(c *gin.Context, v any) error {
+	body, err := readBody(c, s.jsonBodyLimit())
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return invalid("invalid JSON body: %v", err)
+	}
+	if dec.More() {
+		return invalid("invalid JSON body: more than one JSON value")
+	}
+	return nil
+}
+
+// publishJSON is POST /v1/publish.
+func (s *Server) publishJSON(c *gin.Context) {
+	var req PublishRequest
+	if err := checkQuery(c); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.decodeJSON(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	msg, err := req.message()
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.publish(c, msg)
+}
+
+func (s *Server) publish(c *gin.Context, msg bridge.Message) {
+	res, err := s.bridge.Publish(c, identity(c), msg)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	status, body := publishOK(msg, res)
+	c.JSON(status, body)
+}
+
+func publishOK(msg bridge.Message, res bridge.PublishResult) (int, PublishResponse) {
+	body := PublishResponse{Topic: msg.Topic, QoS: msg.QoS}
+	if msg.QoS == 0 {
+		return http.StatusAccepted, body
+	}
+	rc := int(res.ReasonCode)
+	body.ReasonCode = &rc
+	body.Reason = bridge.ReasonName(res.ReasonCode)
+	if res.Reason != "" {
+		body.Reason += ": " + res.Reason
+	}
+	return http.StatusOK, body
+}
+
+// BatchResult is one item's outcome in a batch: its status and either the
+// publish response or the error.
+type BatchResult struct {
+	Index  int              `json:"index"`
+	Status int              `json:"status"`
+	Result *PublishResponse `json:"result,omitempty"`
+	Error  *errorDetail     `json:"error,omitempty"`
+}
+
+// publishBatch is POST /v1/publish/batch: an ordered array of publish
+// requests. Every item is checked before any is sent; if one is invalid
+// the whole batch is refused with 400 and per-item errors, and nothing is
+// published. Otherwise the items are published one after another, in
+// order, and each gets its own result.
+func (s *Server) publishBatch(c *gin.Context) {
+	var reqs []PublishRequest
+	if err := checkQuery(c); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.decodeJSON(c, &reqs); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if len(reqs) == 0 || len(reqs) > s.cfg.MaxBatch {
+		s.fail(c, invalid("a batch holds 1 to %d messages, not %d", s.cfg.MaxBatch, len(reqs)))
+		return
+	}
+	id := identity(c)
+	msgs := make([]bridge.Message, len(reqs))
+	var refused []BatchResult
+	for i := range reqs {
+		msg, err := reqs[i].message()
+		if err == nil {
+			err = s.bridge.CheckPublish(c, id, msg)
+		}
+		if err != nil {
+			status, body := s.toError(c, err)
+			refused = append(refused, BatchResult{Index: i, Status: status, Error: &body.Error})
+		}
+		msgs[i] = msg
+	}
+	if len(refused) > 0 {
+		c.JSON(http.StatusBadRequest, gin.H{
+			"error":   errorDetail{Code: bridge.ECodeInvalidRequest, Message: "the batch was refused and nothing was published: see results"},
+			"results": refused,
+		})
+		return
+	}
+	results := make([]BatchResult, len(msgs))
+	for i, msg := range msgs {
+		res, err := s.bridge.Publish(c, id, msg)
+		if err != nil {
+			status, body := s.toError(c, err)
+			results[i] = BatchResult{Index: i, Status: status, Error: &body.Error}
+			continue
+		}
+		status, body := publishOK(msg, res)
+		results[i] = BatchResult{Index: i, Status: status, Result: &body}
+	}
+	c.JSON(http.StatusOK, gin.H{"results": results})
+}

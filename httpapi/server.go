@@ -1,0 +1,106 @@
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/mqttbridge/mqttbridge/bridge"
+)
+
+// Config configures the HTTP API. Zero values get the documented defaults.
+type Config struct {
+	// Bridge does the work; required.
+	Bridge *bridge.Bridge
+	// Spec is the OpenAPI document served at /openapi.yaml.
+	Spec []byte
+	// MaxBatch is the most items in one /v1/publish/batch; default 100.
+	MaxBatch int
+	// Logger; default discards.
+	Logger *slog.Logger
+}
+
+// Server is the HTTP API: an http.Handler.
+type Server struct {
+	cfg    Config
+	bridge *bridge.Bridge
+	log    *slog.Logger
+	engine *gin.Engine
+}
+
+var ginMode sync.Once
+
+// New builds the HTTP API.
+func New(cfg Config) *Server {
+	ginMode.Do(func() { gin.SetMode(gin.ReleaseMode) })
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 100
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, bridge: cfg.Bridge, log: cfg.Logger}
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	e.Use(s.recover, s.identify)
+	e.NoRoute(func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, errorBody{errorDetail{Code: bridge.ECodeNotFound, Message: "no such endpoint"}})
+	})
+	e.NoMethod(func(c *gin.Context) {
+		c.JSON(http.StatusMethodNotAllowed, errorBody{errorDetail{Code: "method_not_allowed", Message: "method not allowed on this endpoint"}})
+	})
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/openapi.yaml", s.spec)
+
+	v1 := e.Group("/v1")
+	v1.POST("/topics/*topic", s.publishRaw)
+	v1.GET("/topics/*topic", s.getTopic)
+	v1.DELETE("/topics/*topic", s.deleteTopic)
+	v1.POST("/publish", s.publishJSON)
+	v1.POST("/publish/batch", s.publishBatch)
+	v1.GET("/messages", s.listMessages)
+	s.engine = e
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// Routes lists "METHOD path" of every route, in gin's syntax; the spec test
+// compares them with openapi.yaml.
+func (s *Server) Routes() []gin.RouteInfo { return s.engine.Routes() }
+
+// recover turns a panic into a logged 500 in the error shape.
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			s.log.Error("panic in handler", "method", c.Request.Method, "path", c.FullPath(), "panic", r)
+			c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{errorDetail{Code: bridge.ECodeInternal, Message: "internal error"}})
+		}
+	}()
+	c.Next()
+}
+
+const identityKey = "mqttbridge.identity"
+
+// identify attaches the caller's identity. Until authentication is
+// configured every caller is the anonymous identity, which the allow-all
+// authorizer admits.
+func (s *Server) identify(c *gin.Context) {
+	c.Set(identityKey, bridge.Identity{})
+	c.Next()
+}
+
+func identity(c *gin.Context) bridge.Identity {
+	id, _ := c.Get(identityKey)
+	v, _ := id.(bridge.Identity)
+	return v
+}
