@@ -243,3 +243,44 @@ func LiteralPrefix(filter string) string {
 		rest = r
 	}
 }
+
+// Covers reports whether every topic name that narrow matches is also
+// matched by wide: a/# covers a/+/c and a, + covers x but not $x, and a/+
+// does not cover a/# (a/# also matches a). $share/{group}/ prefixes are
+// ignored. Both filters are assumed valid.
+func Covers(wide, narrow string) bool {
+	wide, narrow = plain(wide), plain(narrow)
+	wl, _, _ := cut(wide)
+	nl, _, _ := cut(narrow)
+	// A wildcard first level in wide excludes $ names, which a literal $
+	// level in narrow matches.
+	if isWild(wl) && !isWild(nl) && strings.HasPrefix(nl, "$") {
+		return false
+	}
+	for {
+		wl, wrest, wmore := cut(wide)
+		nl, nrest, nmore := cut(narrow)
+		switch {
+		case wl == "#":
+			return true
+		case nl == "#":
+			// narrow matches its parent and any deeper name; only # does.
+			return false
+		case wl == "+":
+			// covers any single level, wildcard or not
+		case nl != wl:
+			return false
+		}
+		switch {
+		case !nmore && !wmore:
+			return true
+		case !nmore:
+			// narrow ends; wide must match the same name: only a trailing #
+			// matches zero further levels.
+			return wrest == "#"
+		case !wmore:
+			return false
+		}
+		wide, narrow = wrest, nrest
+	}
+}

@@ -357,3 +357,51 @@ func clearRetained(tb testing.TB, brokerURL, filter string) {
 }
 
 var _ = context.Background
+
+// Several named brokers, from a YAML file: each publish goes to the broker
+// that owns its topic, each broker's messages become last values, and a
+// topic no broker owns is refused.
+func TestSeveralBrokers(t *testing.T) {
+	a := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
+	b := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
+	file := t.TempDir() + "/mqttbridge.yaml"
+	yaml := fmt.Sprintf("mqtt:\n  brokers:\n    - {name: alpha, url: %q, topics: [\"a/#\"]}\n    - {name: beta, url: %q, topics: [\"b/#\", \"shared/b/+\"]}\n", a.URL, b.URL)
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := start(t, "--config", file)
+	in.waitReady(t)
+	subA := testenv.Subscribe(t, a.URL, "#")
+	subB := testenv.Subscribe(t, b.URL, "#")
+
+	for _, c := range []struct {
+		topic string
+		sub   <-chan bridge.Message
+	}{{"a/1", subA}, {"b/1", subB}, {"shared/b/x", subB}} {
+		if resp, out := in.do(t, "POST", "/v1/topics/"+c.topic, []byte(c.topic)); resp.StatusCode != 200 {
+			t.Fatalf("POST %s: %d %s", c.topic, resp.StatusCode, out)
+		}
+		if got := receive(t, c.sub); got.Topic != c.topic {
+			t.Fatalf("broker got %q, want %q", got.Topic, c.topic)
+		}
+	}
+	select {
+	case m := <-subA:
+		t.Fatalf("broker alpha got %q, which beta owns", m.Topic)
+	case m := <-subB:
+		t.Fatalf("broker beta got a second message %q", m.Topic)
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	if resp, out := in.do(t, "POST", "/v1/topics/c/1", []byte("x")); resp.StatusCode != 404 || !strings.Contains(string(out), "topic_not_bridged") {
+		t.Fatalf("unbridged topic: %d %s", resp.StatusCode, out)
+	}
+	mosquittoPub(t, b.Port, "-t", "b/dev", "-r", "-m", "from beta")
+	eventually(t, "GET b/dev", func() string {
+		resp, out := in.do(t, "GET", "/v1/topics/b/dev", nil)
+		if resp.StatusCode != 200 || string(out) != "from beta" {
+			return fmt.Sprintf("%d %s", resp.StatusCode, out)
+		}
+		return ""
+	})
+}

@@ -240,6 +240,13 @@ func checkTopics(p *problems, key string, filters []string) []bool {
 			p.add(k, "%q is already %s[%d]", f, key, j)
 			continue
 		}
+		// A broker delivers a message once per matching subscription, so
+		// overlapping filters would record every such message twice.
+		for g, j := range seen {
+			if topic.Overlap(f, g) {
+				p.add(k, "%q overlaps %s[%d] %q; keep only the wider filter", f, key, j, g)
+			}
+		}
 		seen[f] = i
 		valid[i] = true
 	}

@@ -71,6 +71,7 @@ func TestValidationRules(t *testing.T) {
 		{"broker credentials in url", "mqtt: {brokers: [{name: a, url: 'mqtt://u:p@a', topics: [a]}]}", "mqtt.brokers[0].url", []string{"mqtt.brokers[0].password"}},
 		{"broker topics missing", "mqtt: {brokers: [{name: a, url: 'mqtt://a'}]}", "mqtt.brokers[0].topics", []string{"at least one"}},
 		{"broker topic invalid", "mqtt: {brokers: [{name: a, url: 'mqtt://a', topics: [a, 'b+']}]}", "mqtt.brokers[0].topics[1]", []string{`"b+"`}},
+		{"overlap inside one broker", "mqtt: {url: 'mqtt://a', topics: ['a/#', 'a/+/c']}", "mqtt.topics[1]", []string{`"a/+/c" overlaps mqtt.topics[0] "a/#"`}},
 		{"brokers overlap", `
 mqtt:
   brokers:
@@ -117,7 +118,7 @@ func TestValidConfigs(t *testing.T) {
 		{"empty client id prefix", "mqtt: {client_id_prefix: ''}"},
 		{"upper-case log level", "log_level: DEBUG\nlog_format: JSON"},
 		{"url aliases and ws path", "mqtt: {brokers: [{name: a, url: 'tcp://a', topics: [a]}, {name: b, url: 'ssl://b:8884', topics: [b]}, {name: c, url: 'ws://c:9001/mqtt?x=1', topics: [c]}]}"},
-		{"overlap inside one broker", "mqtt: {url: 'mqtt://a', topics: ['a/#', 'a/+/c', '+/b']}"},
+		{"disjoint filters in one broker", "mqtt: {url: 'mqtt://a', topics: ['a/#', 'b/+/c', '$SYS/#']}"},
 		{"$ topics do not overlap #", "mqtt: {brokers: [{name: a, url: 'mqtt://a', topics: ['#']}, {name: sys, url: 'mqtt://a', topics: ['$SYS/#']}]}"},
 		{"full tls", "mqtt: {url: 'mqtts://a', tls: {ca_file: " + dir + "/ca.pem, cert_file: " + dir + "/cert.pem, key_file: " + dir + "/key.pem, server_name: b}}"},
 		{"insecure tls on wss", "mqtt: {url: 'wss://a/mqtt', tls: {insecure_skip_verify: true}}"},
