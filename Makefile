@@ -2,13 +2,22 @@
 # on 127.0.0.1:1883 and the Redis on 127.0.0.1:6379 (see README.md).
 GO ?= go
 
-.PHONY: test vet fuzz build run bench-smoke
+.PHONY: test vet web-deps fuzz build run bench-smoke
 
-test: vet
+test: vet web-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 vet:
 	$(GO) vet ./...
+
+# What the browser tests of web/ need (web/e2e_test.go skips without it):
+# the npm packages pinned in web/e2e/package-lock.json and, installed only
+# when running as root and missing, Debian's Chromium.
+web-deps:
+	npm ci --prefix web/e2e --no-audit --no-fund
+	@if [ "$$(id -u)" = 0 ] && [ ! -e /usr/bin/chromium ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
 
 build:
 	$(GO) build -o bin/mqttbridge ./cmd/mqttbridge

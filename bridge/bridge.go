@@ -39,6 +39,7 @@ type Bridge struct {
 	cfg    Config
 	routes []Route
 	owners *topic.Trie[int] // route filters → index in routes
+	hub    *hub
 	log    *slog.Logger
 
 	ingested   atomic.Uint64
@@ -62,7 +63,7 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{cfg: cfg, owners: topic.NewTrie[int](), log: cfg.Logger}, nil
+	return &Bridge{cfg: cfg, owners: topic.NewTrie[int](), hub: newHub(), log: cfg.Logger}, nil
 }
 
 // AddRoute makes up the owner of filters. It must be called before the
@@ -188,13 +189,44 @@ func (b *Bridge) Delete(ctx context.Context, id Identity, name string) (PublishR
 func (b *Bridge) Ingest(msg Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.StoreTimeout)
 	defer cancel()
-	if _, err := b.cfg.Store.Put(ctx, msg); err != nil {
+	stored, err := b.cfg.Store.Put(ctx, msg)
+	if err != nil {
 		b.ingestErrs.Add(1)
 		b.log.Warn("storing an incoming message failed", "topic", msg.Topic, "err", err)
 		return
 	}
 	b.ingested.Add(1)
+	b.hub.publish(NewEvent(stored))
 }
+
+// CheckSubscribe checks that id may subscribe to filter: a valid filter,
+// inside what one configured broker bridges, and allowed by the authorizer.
+func (b *Bridge) CheckSubscribe(ctx context.Context, id Identity, filter string) error {
+	if err := topic.ValidateFilter(filter); err != nil {
+		return Errorf(ECodeInvalidTopic, "filter %q: %v", truncate(filter), err)
+	}
+	bridged := false
+	for _, r := range b.routes {
+		for _, f := range r.Filters {
+			bridged = bridged || topic.Covers(f, filter)
+		}
+	}
+	if !bridged {
+		return Errorf(ECodeNotBridged, "the filter %q reaches beyond the bridged topics %v", truncate(filter), b.bridgedFilters())
+	}
+	return b.cfg.Authorizer.Authorize(ctx, id, ActionSubscribe, filter)
+}
+
+func (b *Bridge) bridgedFilters() []string {
+	var out []string
+	for _, r := range b.routes {
+		out = append(out, r.Filters...)
+	}
+	return out
+}
+
+// LastID is the newest message id the store has assigned ("0-0" when none).
+func (b *Bridge) LastID(ctx context.Context) (string, error) { return b.cfg.Store.LastID(ctx) }
 
 // Problems lists why the bridge is not ready: a broker not connected or
 // not subscribed, or a store that does not answer. Empty means ready.

@@ -20,7 +20,10 @@ const (
 	ECodeTimeout           = "timeout"            // sent, but the outcome is unknown
 	ECodeBrokerRejected    = "broker_rejected"    // the broker answered with a failure reason code
 	ECodeStoreUnavailable  = "store_unavailable"  // the store did not answer
+	ECodeGap               = "gap"                // the history window no longer covers the requested position
 	ECodeInternal          = "internal"           // a bug or an unexpected failure
+	ECodeSlowConsumer      = "slow_consumer"      // a client's queue overflowed
+	ECodeClosed            = "closed"             // the feed or connection was closed
 )
 
 // Error is the one application error type. Code is one of the ECode
@@ -62,7 +65,17 @@ var (
 	ErrUnavailable = &Error{Code: ECodeBrokerUnavailable, Message: "the MQTT broker is not connected"}
 	// ErrTimeout: the publish was sent but not acknowledged in time.
 	ErrTimeout = &Error{Code: ECodeTimeout, Message: "the broker did not acknowledge in time; the outcome is unknown"}
+	// ErrGap: messages after the requested id may have been trimmed from
+	// the history window; the caller must resynchronise (read the last
+	// values) instead of resuming.
+	ErrGap = &Error{Code: ECodeGap, Message: "messages after this id have left the history window"}
 )
+
+// ErrSlowConsumer: a feed's queue was full; the client is disconnected.
+var ErrSlowConsumer = &Error{Code: ECodeSlowConsumer, Message: "the client did not keep up: its queue is full"}
+
+// ErrFeedClosed: the feed was closed by its owner.
+var ErrFeedClosed = &Error{Code: ECodeClosed, Message: "closed"}
 
 // ReasonError turns a failing MQTT PUBACK/PUBREC reason code (>= 0x80)
 // into an *Error whose code says how to treat it.

@@ -1,12 +1,12 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/wire"
 )
 
 // statusOf is the one table from bridge error codes to HTTP statuses.
@@ -28,31 +28,19 @@ var statusOf = map[string]int{
 
 // errorBody is the JSON shape of every error.
 type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code       string `json:"code"`
-	Message    string `json:"message"`
-	ReasonCode *int   `json:"reason_code,omitempty"`
+	Error wire.ErrorDetail `json:"error"`
 }
 
 // toError turns err into the status and body the client sees. Errors that
 // are not *bridge.Error are internal: logged, and shown without detail.
 func (s *Server) toError(c *gin.Context, err error) (int, errorBody) {
-	var e *bridge.Error
-	if !errors.As(err, &e) {
-		s.log.Error("internal error", "method", c.Request.Method, "path", c.FullPath(), "err", err)
-		return http.StatusInternalServerError, errorBody{errorDetail{Code: bridge.ECodeInternal, Message: "internal error"}}
-	}
-	status, ok := statusOf[e.Code]
+	d, ok := wire.Detail(err)
 	if !ok {
-		status = http.StatusInternalServerError
+		s.log.Error("internal error", "method", c.Request.Method, "path", c.FullPath(), "err", err)
 	}
-	d := errorDetail{Code: e.Code, Message: e.Message}
-	if e.ReasonCode != 0 {
-		rc := int(e.ReasonCode)
-		d.ReasonCode = &rc
+	status, known := statusOf[d.Code]
+	if !known {
+		status = http.StatusInternalServerError
 	}
 	return status, errorBody{d}
 }

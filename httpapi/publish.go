@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/wire"
 )
 
 // Header names that carry MQTT v5 properties on raw requests and responses.
@@ -29,14 +30,6 @@ const (
 	hdrMessageID       = "MQTT-Message-Id"
 	hdrTopic           = "MQTT-Topic"
 )
-
-// PublishResponse is the body of a successful publish.
-type PublishResponse struct {
-	Topic      string `json:"topic"`
-	QoS        byte   `json:"qos"`
-	ReasonCode *int   `json:"reason_code,omitempty"`
-	Reason     string `json:"reason,omitempty"`
-}
 
 // topicParam is the MQTT topic in a /v1/topics/{topic} URL: the rest of the
 // percent-decoded path, each level a path segment.
@@ -216,7 +209,7 @@ func (s *Server) decodeJSON(c *gin.Context, v any) error {
 
 // publishJSON is POST /v1/publish.
 func (s *Server) publishJSON(c *gin.Context) {
-	var req PublishRequest
+	var req wire.PublishRequest
 	if err := checkQuery(c); err != nil {
 		s.fail(c, err)
 		return
@@ -225,7 +218,7 @@ func (s *Server) publishJSON(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	msg, err := req.message()
+	msg, err := req.Message()
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -243,27 +236,21 @@ func (s *Server) publish(c *gin.Context, msg bridge.Message) {
 	c.JSON(status, body)
 }
 
-func publishOK(msg bridge.Message, res bridge.PublishResult) (int, PublishResponse) {
-	body := PublishResponse{Topic: msg.Topic, QoS: msg.QoS}
+func publishOK(msg bridge.Message, res bridge.PublishResult) (int, wire.PublishResponse) {
+	status := http.StatusOK
 	if msg.QoS == 0 {
-		return http.StatusAccepted, body
+		status = http.StatusAccepted
 	}
-	rc := int(res.ReasonCode)
-	body.ReasonCode = &rc
-	body.Reason = bridge.ReasonName(res.ReasonCode)
-	if res.Reason != "" {
-		body.Reason += ": " + res.Reason
-	}
-	return http.StatusOK, body
+	return status, wire.NewPublishResponse(&msg, res)
 }
 
 // BatchResult is one item's outcome in a batch: its status and either the
 // publish response or the error.
 type BatchResult struct {
-	Index  int              `json:"index"`
-	Status int              `json:"status"`
-	Result *PublishResponse `json:"result,omitempty"`
-	Error  *errorDetail     `json:"error,omitempty"`
+	Index  int                   `json:"index"`
+	Status int                   `json:"status"`
+	Result *wire.PublishResponse `json:"result,omitempty"`
+	Error  *wire.ErrorDetail     `json:"error,omitempty"`
 }
 
 // publishBatch is POST /v1/publish/batch: an ordered array of publish
@@ -272,7 +259,7 @@ type BatchResult struct {
 // published. Otherwise the items are published one after another, in
 // order, and each gets its own result.
 func (s *Server) publishBatch(c *gin.Context) {
-	var reqs []PublishRequest
+	var reqs []wire.PublishRequest
 	if err := checkQuery(c); err != nil {
 		s.fail(c, err)
 		return
@@ -289,7 +276,7 @@ func (s *Server) publishBatch(c *gin.Context) {
 	msgs := make([]bridge.Message, len(reqs))
 	var refused []BatchResult
 	for i := range reqs {
-		msg, err := reqs[i].message()
+		msg, err := reqs[i].Message()
 		if err == nil {
 			err = s.bridge.CheckPublish(c, id, msg)
 		}
@@ -301,7 +288,7 @@ func (s *Server) publishBatch(c *gin.Context) {
 	}
 	if len(refused) > 0 {
 		c.JSON(http.StatusBadRequest, gin.H{
-			"error":   errorDetail{Code: bridge.ECodeInvalidRequest, Message: "the batch was refused and nothing was published: see results"},
+			"error":   wire.ErrorDetail{Code: bridge.ECodeInvalidRequest, Message: "the batch was refused and nothing was published: see results"},
 			"results": refused,
 		})
 		return

@@ -4,10 +4,12 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/wire"
 )
 
 // Config configures the HTTP API. Zero values get the documented defaults.
@@ -18,6 +20,18 @@ type Config struct {
 	Spec []byte
 	// MaxBatch is the most items in one /v1/publish/batch; default 100.
 	MaxBatch int
+	// MaxWait is the longest long-poll (?wait=) allowed; default 60s.
+	MaxWait time.Duration
+	// StreamQueue bounds each SSE stream's queue, in messages; default 1024.
+	StreamQueue int
+	// Heartbeat is the interval of SSE keep-alive comments; default 15s.
+	Heartbeat time.Duration
+	// WebSocket serves GET /v1/ws (wsproxy); nil answers 404.
+	WebSocket http.Handler
+	// Web serves the console page and /client.js at WebPaths; nil answers
+	// 404.
+	Web      http.Handler
+	WebPaths []string
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -38,6 +52,15 @@ func New(cfg Config) *Server {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 100
 	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 60 * time.Second
+	}
+	if cfg.StreamQueue <= 0 {
+		cfg.StreamQueue = 1024
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -47,10 +70,10 @@ func New(cfg Config) *Server {
 	e.ContextWithFallback = true
 	e.Use(s.recover, s.identify)
 	e.NoRoute(func(c *gin.Context) {
-		c.JSON(http.StatusNotFound, errorBody{errorDetail{Code: bridge.ECodeNotFound, Message: "no such endpoint"}})
+		c.JSON(http.StatusNotFound, errorBody{wire.ErrorDetail{Code: bridge.ECodeNotFound, Message: "no such endpoint"}})
 	})
 	e.NoMethod(func(c *gin.Context) {
-		c.JSON(http.StatusMethodNotAllowed, errorBody{errorDetail{Code: "method_not_allowed", Message: "method not allowed on this endpoint"}})
+		c.JSON(http.StatusMethodNotAllowed, errorBody{wire.ErrorDetail{Code: "method_not_allowed", Message: "method not allowed on this endpoint"}})
 	})
 
 	e.GET("/healthz", s.healthz)
@@ -64,6 +87,15 @@ func New(cfg Config) *Server {
 	v1.POST("/publish", s.publishJSON)
 	v1.POST("/publish/batch", s.publishBatch)
 	v1.GET("/messages", s.listMessages)
+	v1.GET("/stream", s.stream)
+	if cfg.WebSocket != nil {
+		v1.GET("/ws", gin.WrapH(cfg.WebSocket))
+	}
+	if cfg.Web != nil {
+		for _, p := range cfg.WebPaths {
+			e.GET(p, gin.WrapH(cfg.Web))
+		}
+	}
 	s.engine = e
 	return s
 }
@@ -83,7 +115,7 @@ func (s *Server) recover(c *gin.Context) {
 				panic(r)
 			}
 			s.log.Error("panic in handler", "method", c.Request.Method, "path", c.FullPath(), "panic", r)
-			c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{errorDetail{Code: bridge.ECodeInternal, Message: "internal error"}})
+			c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{wire.ErrorDetail{Code: bridge.ECodeInternal, Message: "internal error"}})
 		}
 	}()
 	c.Next()

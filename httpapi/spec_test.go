@@ -18,6 +18,8 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/apitest"
+	"github.com/mqttbridge/mqttbridge/internal/wire"
+	"github.com/mqttbridge/mqttbridge/web"
 )
 
 // ginToOpenAPI turns a gin path into an OpenAPI path template:
@@ -87,11 +89,16 @@ func TestDiffRoutes(t *testing.T) {
 // openapi.yaml lacks, or openapi.yaml has an operation the server lacks.
 func TestSpecCoversEveryRoute(t *testing.T) {
 	v := apitest.New(t, mqttbridge.OpenAPI)
-	b, err := bridge.New(bridge.Config{Store: memory.New()})
+	store, err := memory.New(memory.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := httpapi.New(httpapi.Config{Bridge: b, Spec: mqttbridge.OpenAPI})
+	b, err := bridge.New(bridge.Config{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httpapi.New(httpapi.Config{Bridge: b, Spec: mqttbridge.OpenAPI,
+		WebSocket: http.NotFoundHandler(), Web: http.NotFoundHandler(), WebPaths: web.Paths()})
 	var server [][2]string
 	for _, r := range api.Routes() {
 		server = append(server, [2]string{r.Method, ginToOpenAPI(r.Path)})
@@ -165,7 +172,10 @@ type env struct {
 // when routed, the fake upstream owning demo/#.
 func newEnv(t *testing.T, routed bool) *env {
 	t.Helper()
-	store := memory.New()
+	store, err := memory.New(memory.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, err := bridge.New(bridge.Config{Store: store, MaxPayload: maxPayload})
 	if err != nil {
 		t.Fatal(err)
@@ -394,7 +404,7 @@ func TestSpecMatchesRead(t *testing.T) {
 	t.Run("envelope fields", func(t *testing.T) {
 		resp, body := e.v.Do(t, e.srv.Client(), e.req(t, http.MethodGet, "/v1/topics/demo/bin", nil, "Accept", "application/json"))
 		wantStatus(t, resp, body, 200, "")
-		var env httpapi.Envelope
+		var env wire.Envelope
 		if err := json.Unmarshal(body, &env); err != nil {
 			t.Fatal(err)
 		}
@@ -417,7 +427,8 @@ func TestSpecMatchesRead(t *testing.T) {
 	}{
 		{"no value", "/v1/topics/demo/none", false, 404, "not_found"},
 		{"not bridged", "/v1/topics/other/x", false, 404, "topic_not_bridged"},
-		{"query parameter", "/v1/topics/demo/temp?wait=30", false, 400, "invalid_request"},
+		{"unknown query parameter", "/v1/topics/demo/temp?since=30", false, 400, "invalid_request"},
+		{"wait too long", "/v1/topics/demo/temp?wait=61", false, 400, "invalid_request"},
 		{"wildcard", "/v1/topics/demo/%23", true, 400, "invalid_topic"},
 		{"list", "/v1/messages?filter=demo/%2B", false, 200, ""},
 		{"list, bad filter", "/v1/messages?filter=demo/%23/x", false, 400, "invalid_topic"},

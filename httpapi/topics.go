@@ -12,37 +12,109 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/wire"
 )
 
 // getTopic is GET /v1/topics/{topic}: the last message on the exact topic,
 // raw with metadata headers, or the JSON envelope for Accept: application/json.
+// With ?wait=N it long-polls: it answers at once when the value differs from
+// If-None-Match, else waits up to N seconds for the next message (304 when
+// none came and If-None-Match was given, 404 when there is still no value).
 func (s *Server) getTopic(c *gin.Context) {
-	if err := checkQuery(c); err != nil {
+	if err := checkQuery(c, "wait"); err != nil {
 		s.fail(c, err)
 		return
 	}
-	msg, err := s.bridge.Last(c, identity(c), topicParam(c))
-	if err != nil {
+	name, inm := topicParam(c), c.GetHeader("If-None-Match")
+	var wait time.Duration
+	if v := c.Query("wait"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || time.Duration(n)*time.Second > s.cfg.MaxWait {
+			s.fail(c, invalid("wait must be a number of seconds from 0 to %d, not %q", int(s.cfg.MaxWait/time.Second), v))
+			return
+		}
+		wait = time.Duration(n) * time.Second
+	}
+	if wait == 0 {
+		msg, err := s.bridge.Last(c, identity(c), name)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		s.writeMessage(c, &msg, inm)
+		return
+	}
+
+	// Subscribe before reading the current value, so that nothing falls
+	// between the two.
+	feed := s.bridge.NewFeed(identity(c), bridge.FeedConfig{Queue: 16})
+	defer feed.Close()
+	if err := feed.Subscribe(c, []string{name}, bridge.SubscribeOptions{}); err != nil {
 		s.fail(c, err)
 		return
 	}
-	etag := `"` + msg.ID + `"`
+	msg, err := s.bridge.Last(c, identity(c), name)
+	switch {
+	case err == nil && !etagMatch(inm, etagOf(&msg)):
+		s.writeMessage(c, &msg, inm)
+		return
+	case err != nil && bridge.ErrorCode(err) != bridge.ECodeNotFound:
+		s.fail(c, err)
+		return
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case d := <-feed.C():
+			feed.Took(d)
+			m := d.Event.Message
+			if m.IsDelete() {
+				s.fail(c, bridge.ErrNotFound)
+				return
+			}
+			if !etagMatch(inm, etagOf(&m)) {
+				s.writeMessage(c, &m, inm)
+				return
+			}
+		case <-timer.C:
+			if err == nil && inm != "" {
+				s.writeMessage(c, &msg, inm) // still the same: 304
+				return
+			}
+			s.fail(c, bridge.ErrNotFound)
+			return
+		case <-feed.Done():
+			s.fail(c, feed.Err())
+			return
+		case <-c.Request.Context().Done():
+			return
+		}
+	}
+}
+
+func etagOf(m *bridge.Message) string { return `"` + m.ID + `"` }
+
+// writeMessage answers with msg: 304 when it matches If-None-Match, else
+// the raw payload with metadata headers or the JSON envelope.
+func (s *Server) writeMessage(c *gin.Context, msg *bridge.Message, inm string) {
+	etag := etagOf(msg)
 	h := c.Writer.Header()
 	h.Set("ETag", etag)
 	h.Set("Last-Modified", msg.ReceivedAt.UTC().Format(http.TimeFormat))
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Vary", "Accept")
-	if etagMatch(c.GetHeader("If-None-Match"), etag) {
+	if etagMatch(inm, etag) {
 		c.Status(http.StatusNotModified)
 		return
 	}
 	now := time.Now()
 	if wantsJSON(c.GetHeader("Accept")) {
-		c.JSON(http.StatusOK, NewEnvelope(&msg, now))
+		c.JSON(http.StatusOK, wire.NewEnvelope(msg, now))
 		return
 	}
-	writeMetaHeaders(h, &msg, now)
-	c.Data(http.StatusOK, contentType(&msg), msg.Payload)
+	writeMetaHeaders(h, msg, now)
+	c.Data(http.StatusOK, contentType(msg), msg.Payload)
 }
 
 // wantsJSON reports whether the Accept header asks for application/json.
@@ -121,8 +193,8 @@ func (s *Server) deleteTopic(c *gin.Context) {
 
 // MessageList is a page of last values.
 type MessageList struct {
-	Messages   []Envelope `json:"messages"`
-	NextCursor string     `json:"next_cursor,omitempty"`
+	Messages   []wire.Envelope `json:"messages"`
+	NextCursor string          `json:"next_cursor,omitempty"`
 }
 
 // listMessages is GET /v1/messages?filter=…&limit=…&cursor=….
@@ -161,9 +233,9 @@ func (s *Server) listMessages(c *gin.Context) {
 		return
 	}
 	now := time.Now()
-	out := MessageList{Messages: make([]Envelope, 0, len(msgs))}
+	out := MessageList{Messages: make([]wire.Envelope, 0, len(msgs))}
 	for i := range msgs {
-		out.Messages = append(out.Messages, NewEnvelope(&msgs[i], now))
+		out.Messages = append(out.Messages, wire.NewEnvelope(&msgs[i], now))
 	}
 	if next != "" {
 		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(next))

@@ -17,6 +17,7 @@ import (
 	"github.com/mqttbridge/mqttbridge"
 	"github.com/mqttbridge/mqttbridge/internal/apitest"
 	"github.com/mqttbridge/mqttbridge/internal/config"
+	"github.com/mqttbridge/mqttbridge/internal/frametest"
 )
 
 func TestMain(m *testing.M) {
@@ -34,15 +35,25 @@ type instance struct {
 	*Main
 	base   string
 	api    *apitest.Validator
+	frames *frametest.Validator
 	client *http.Client
 }
 
 // start runs Main with args (flags, as on the command line) on a free port.
 func start(tb testing.TB, args ...string) *instance {
 	tb.Helper()
+	return startWith(tb, nil, args...)
+}
+
+// startWith is start with a change to the loaded configuration.
+func startWith(tb testing.TB, change func(*config.Config), args ...string) *instance {
+	tb.Helper()
 	cfg, err := config.Load(append([]string{"--http-addr", "127.0.0.1:0"}, args...), func(string) string { return "" })
 	if err != nil {
 		tb.Fatalf("config: %v", err)
+	}
+	if change != nil {
+		change(&cfg)
 	}
 	m := NewMain(cfg)
 	m.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -61,6 +72,7 @@ func start(tb testing.TB, args ...string) *instance {
 		Main:   m,
 		base:   "http://" + m.HTTPAddr.String(),
 		api:    apitest.New(tb, mqttbridge.OpenAPI),
+		frames: frametest.New(tb, mqttbridge.AsyncAPI),
 		client: &http.Client{Timeout: 15 * time.Second},
 	}
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/config"
 	"github.com/mqttbridge/mqttbridge/internal/embedded"
+	"github.com/mqttbridge/mqttbridge/web"
+	"github.com/mqttbridge/mqttbridge/wsproxy"
 )
 
 // Main is the whole program: it builds every part from the configuration,
@@ -38,6 +40,8 @@ type Main struct {
 	Bridge   *bridge.Bridge
 
 	store     bridge.Store
+	sessions  bridge.Sessions
+	ws        *wsproxy.Server
 	closeRds  func() error
 	conns     []*mqtt.Conn
 	ln        net.Listener
@@ -112,11 +116,35 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 
+	ws, err := wsproxy.New(wsproxy.Config{
+		Bridge:         b,
+		Sessions:       m.sessions,
+		ReadLimit:      int64(cfg.WS.ReadLimit),
+		QueueMessages:  cfg.WS.QueueMessages,
+		QueueBytes:     int(cfg.WS.QueueBytes),
+		WriteTimeout:   time.Duration(cfg.WS.WriteTimeout),
+		PingInterval:   time.Duration(cfg.WS.PingInterval),
+		PongTimeout:    time.Duration(cfg.WS.PongTimeout),
+		MaxPending:     cfg.WS.MaxPending,
+		SessionTTL:     time.Duration(cfg.WS.SessionTTL),
+		AllowedOrigins: cfg.WS.AllowedOrigins,
+		Logger:         log.With("component", "ws"),
+	})
+	if err != nil {
+		return err
+	}
+	m.ws = ws
 	api := httpapi.New(httpapi.Config{
-		Bridge:   b,
-		Spec:     mqttbridge.OpenAPI,
-		MaxBatch: cfg.HTTP.MaxBatch,
-		Logger:   log,
+		Bridge:      b,
+		Spec:        mqttbridge.OpenAPI,
+		MaxBatch:    cfg.HTTP.MaxBatch,
+		MaxWait:     time.Duration(cfg.HTTP.MaxWait),
+		StreamQueue: cfg.WS.QueueMessages,
+		Heartbeat:   time.Duration(cfg.HTTP.SSEHeartbeat),
+		WebSocket:   ws,
+		Web:         web.Handler(),
+		WebPaths:    web.Paths(),
+		Logger:      log,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
@@ -135,21 +163,26 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 func (m *Main) openStore() error {
-	cfg := m.Config.Redis
+	cfg, hist := m.Config.Redis, m.Config.History
 	if cfg.URL == "" {
-		m.store = memory.New()
+		st, err := memory.New(memory.Config{HistorySize: hist.Size, HistoryAge: time.Duration(hist.Age)})
+		if err != nil {
+			return err
+		}
+		m.store, m.sessions = st, memory.NewSessions()
 		return nil
 	}
 	client, err := redisstore.NewClient(cfg.URL)
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
-	st, err := redisstore.New(client, redisstore.Config{KeyPrefix: cfg.KeyPrefix})
+	st, err := redisstore.New(client, redisstore.Config{KeyPrefix: cfg.KeyPrefix, HistorySize: hist.Size, HistoryAge: time.Duration(hist.Age)})
 	if err != nil {
 		_ = client.Close()
 		return fmt.Errorf("redis: %w", err)
 	}
-	m.store, m.closeRds = st, client.Close
+	// Sessions stay in this process until the fleet keeps them in Redis.
+	m.store, m.sessions, m.closeRds = st, memory.NewSessions(), client.Close
 	return nil
 }
 
@@ -176,6 +209,9 @@ func (m *Main) banner(brokers []config.Broker) {
 func (m *Main) Close(ctx context.Context) error {
 	m.closeOnce.Do(func() {
 		var errs []error
+		if m.ws != nil {
+			errs = append(errs, m.ws.Shutdown(ctx))
+		}
 		if m.srv != nil {
 			errs = append(errs, m.srv.Shutdown(ctx))
 		}

@@ -28,6 +28,8 @@ type Config struct {
 	MQTT      MQTT     `yaml:"mqtt"`
 	Embedded  Embedded `yaml:"embedded_mqtt"`
 	Redis     Redis    `yaml:"redis"`
+	WS        WS       `yaml:"ws"`
+	History   History  `yaml:"history"`
 }
 
 // HTTP configures the HTTP server.
@@ -41,6 +43,44 @@ type HTTP struct {
 	MaxBatch int `yaml:"max_batch"`
 	// ShutdownTimeout bounds the graceful shutdown. Default 10s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// MaxWait is the longest long-poll (GET ?wait=). Default 60s.
+	MaxWait Duration `yaml:"max_wait"`
+	// SSEHeartbeat is the interval of keep-alive comments on SSE streams.
+	// Default 15s.
+	SSEHeartbeat Duration `yaml:"sse_heartbeat"`
+}
+
+// WS configures the WebSocket endpoint /v1/ws.
+type WS struct {
+	// ReadLimit is the largest frame a client may send. Default 64KiB.
+	ReadLimit ByteSize `yaml:"read_limit"`
+	// QueueMessages and QueueBytes bound each connection's (and each SSE
+	// stream's) outgoing queue; a client that falls further behind is
+	// disconnected. Defaults 1024 and 8MiB.
+	QueueMessages int      `yaml:"queue_messages"`
+	QueueBytes    ByteSize `yaml:"queue_bytes"`
+	// WriteTimeout bounds writing one frame. Default 10s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// PingInterval is how often the server pings. Default 25s.
+	PingInterval Duration `yaml:"ping_interval"`
+	// PongTimeout closes a connection silent for this long. Default 60s.
+	PongTimeout Duration `yaml:"pong_timeout"`
+	// MaxPending is the most unacknowledged QoS 1 messages per session.
+	// Default 1000.
+	MaxPending int `yaml:"max_pending"`
+	// SessionTTL is how long a session outlives its connection. Default 5m.
+	SessionTTL Duration `yaml:"session_ttl"`
+	// AllowedOrigins may connect besides the server's own origin and
+	// localhost: exact origins such as "https://app.example.com", or "*".
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
+// History bounds the message history that resume reads from.
+type History struct {
+	// Size is the most messages kept. Default 10000.
+	Size int `yaml:"size"`
+	// Age is the oldest message kept. Default 1h.
+	Age Duration `yaml:"age"`
 }
 
 // MQTT configures the upstream brokers. Use Config.Brokers, not URL and
@@ -133,6 +173,8 @@ func Default() Config {
 			MaxPayload:      MiB,
 			MaxBatch:        100,
 			ShutdownTimeout: Duration(10 * time.Second),
+			MaxWait:         Duration(60 * time.Second),
+			SSEHeartbeat:    Duration(15 * time.Second),
 		},
 		MQTT: MQTT{
 			Topics:         []string{"#"},
@@ -145,6 +187,17 @@ func Default() Config {
 		},
 		Embedded: Embedded{Addr: "127.0.0.1:11883"},
 		Redis:    Redis{KeyPrefix: "mqttbridge:"},
+		WS: WS{
+			ReadLimit:     64 * KiB,
+			QueueMessages: 1024,
+			QueueBytes:    8 * MiB,
+			WriteTimeout:  Duration(10 * time.Second),
+			PingInterval:  Duration(25 * time.Second),
+			PongTimeout:   Duration(60 * time.Second),
+			MaxPending:    1000,
+			SessionTTL:    Duration(5 * time.Minute),
+		},
+		History: History{Size: 10000, Age: Duration(time.Hour)},
 	}
 }
 

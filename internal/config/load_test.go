@@ -31,6 +31,8 @@ func TestLoadDefaults(t *testing.T) {
 			MaxPayload:      1 << 20,
 			MaxBatch:        100,
 			ShutdownTimeout: Duration(10 * time.Second),
+			MaxWait:         Duration(60 * time.Second),
+			SSEHeartbeat:    Duration(15 * time.Second),
 		},
 		MQTT: MQTT{
 			Topics:         []string{"#"},
@@ -43,6 +45,12 @@ func TestLoadDefaults(t *testing.T) {
 		},
 		Embedded: Embedded{Addr: "127.0.0.1:11883"},
 		Redis:    Redis{KeyPrefix: "mqttbridge:"},
+		WS: WS{
+			ReadLimit: 64 << 10, QueueMessages: 1024, QueueBytes: 8 << 20,
+			WriteTimeout: Duration(10 * time.Second), PingInterval: Duration(25 * time.Second),
+			PongTimeout: Duration(60 * time.Second), MaxPending: 1000, SessionTTL: Duration(5 * time.Minute),
+		},
+		History: History{Size: 10000, Age: Duration(time.Hour)},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n%v\nwant:\n%v", cfg, want)

@@ -116,6 +116,9 @@ func (c Config) validate(origins map[string]string) error {
 		p.add("http.max_batch", "must be at least 1, got %d", c.HTTP.MaxBatch)
 	}
 	checkPositive(p, "http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+	checkPositive(p, "http.max_wait", c.HTTP.MaxWait)
+	checkPositive(p, "http.sse_heartbeat", c.HTTP.SSEHeartbeat)
+	c.validateWS(p)
 
 	c.validateMQTT(p)
 
@@ -394,4 +397,40 @@ func checkPositive(p *problems, key string, d Duration) bool {
 		return false
 	}
 	return true
+}
+
+func (c Config) validateWS(p *problems) {
+	w := c.WS
+	if w.ReadLimit < 1*KiB || w.ReadLimit > 256*MiB {
+		p.add("ws.read_limit", "must be between 1KiB and 256MiB, got %d bytes", int64(w.ReadLimit))
+	}
+	if w.QueueMessages < 1 {
+		p.add("ws.queue_messages", "must be at least 1, got %d", w.QueueMessages)
+	}
+	if w.QueueBytes < 1*KiB {
+		p.add("ws.queue_bytes", "must be at least 1KiB, got %d bytes", int64(w.QueueBytes))
+	}
+	checkPositive(p, "ws.write_timeout", w.WriteTimeout)
+	checkPositive(p, "ws.ping_interval", w.PingInterval)
+	checkPositive(p, "ws.pong_timeout", w.PongTimeout)
+	checkPositive(p, "ws.session_ttl", w.SessionTTL)
+	if w.PongTimeout > 0 && w.PingInterval >= w.PongTimeout {
+		p.add("ws.pong_timeout", "%s must be longer than ws.ping_interval %s", w.PongTimeout, w.PingInterval)
+	}
+	if w.MaxPending < 1 {
+		p.add("ws.max_pending", "must be at least 1, got %d", w.MaxPending)
+	}
+	for i, o := range w.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+			p.add(fmt.Sprintf("ws.allowed_origins[%d]", i), "%q must be an origin like https://app.example.com, or *", o)
+		}
+	}
+	if c.History.Size < 1 {
+		p.add("history.size", "must be at least 1, got %d", c.History.Size)
+	}
+	checkPositive(p, "history.age", c.History.Age)
 }

@@ -2,7 +2,9 @@ package memory
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -12,29 +14,53 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge/topic"
 )
 
+// Config configures a Store. The zero value is usable.
+type Config struct {
+	// HistorySize is how many messages the history keeps, at most.
+	// Default 10000.
+	HistorySize int
+	// HistoryAge is how long the history keeps a message, counted from
+	// its id's millisecond; at least 1ms. Default 1h.
+	HistoryAge time.Duration
+}
+
 // Store is the in-memory bridge.Store. Its zero value is not usable; call
 // New.
 type Store struct {
-	now func() time.Time // time.Now; replaced in tests
+	now     func() time.Time // time.Now; replaced in tests
+	histMax int
+	histAge time.Duration
 
-	mu     sync.Mutex
-	msgs   map[string]bridge.Message // topic → last value, in PreparePut form
-	topics []string                  // the keys of msgs, sorted
-	lastID storeutil.ID
-	closed bool
+	mu      sync.Mutex
+	msgs    map[string]bridge.Message // topic → last value, in PreparePut form
+	topics  []string                  // the keys of msgs, sorted
+	hist    ring                      // the history, ids increasing
+	trimmed storeutil.ID              // the newest id dropped from hist
+	lastID  storeutil.ID
+	closed  bool
 }
 
 var _ bridge.Store = (*Store)(nil)
 
 // New returns an empty Store.
-func New() *Store {
-	return &Store{now: time.Now, msgs: make(map[string]bridge.Message)}
+func New(cfg Config) (*Store, error) {
+	size, age, err := storeutil.HistoryWindow(cfg.HistorySize, cfg.HistoryAge)
+	if err != nil {
+		return nil, fmt.Errorf("memory: %w", err)
+	}
+	return &Store{
+		now:     time.Now,
+		histMax: size,
+		histAge: age,
+		msgs:    make(map[string]bridge.Message),
+	}, nil
 }
 
 // Put records msg and returns it with its ID. A retained message with an
 // empty payload deletes the topic's last value; any other message replaces
 // it. ReceivedAt is kept (at millisecond precision) when set, else set to
-// now.
+// now. The message joins the history under the same lock that assigns its
+// id, and the history is trimmed to its window.
 func (s *Store) Put(_ context.Context, msg bridge.Message) (bridge.Message, error) {
 	now := s.now()
 	m, err := storeutil.PreparePut(msg, now)
@@ -53,7 +79,68 @@ func (s *Store) Put(_ context.Context, msg bridge.Message) (bridge.Message, erro
 	} else {
 		s.set(m)
 	}
+	// m's slices are shared with the last value; neither changes them.
+	s.hist.push(entry{id: s.lastID, msg: m}, s.histMax+1)
+	s.trim()
 	return storeutil.Clone(m), nil
+}
+
+// trim drops the oldest history entries beyond the size and those whose
+// millisecond is older than the newest id's by more than the age, and
+// remembers the newest one dropped.
+func (s *Store) trim() {
+	var minMS uint64 // ids below this millisecond are too old
+	if age := uint64(s.histAge.Milliseconds()); s.lastID.MS > age {
+		minMS = s.lastID.MS - age
+	}
+	for s.hist.len() > 0 {
+		oldest := s.hist.at(0).id
+		if s.hist.len() <= s.histMax && oldest.MS >= minMS {
+			return
+		}
+		s.trimmed = oldest
+		s.hist.pop()
+	}
+}
+
+// After returns up to limit (1..1000) unexpired messages of the history
+// with an id above after, oldest first, or an error with code gap when
+// after is older than the newest id trimmed from the history.
+func (s *Store) After(_ context.Context, after string, limit int) ([]bridge.Message, error) {
+	pos, err := storeutil.CheckAfter(after, limit)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, storeutil.ErrClosed
+	}
+	if pos.Less(s.trimmed) {
+		return nil, storeutil.Gap(pos, s.trimmed)
+	}
+	n := s.hist.len()
+	i := sort.Search(n, func(i int) bool { return pos.Less(s.hist.at(i).id) })
+	var msgs []bridge.Message
+	for ; i < n && len(msgs) < limit; i++ {
+		m := &s.hist.at(i).msg
+		if m.Expired(now) {
+			continue
+		}
+		msgs = append(msgs, storeutil.Clone(*m))
+	}
+	return msgs, nil
+}
+
+// LastID returns the newest id assigned, "0-0" when none.
+func (s *Store) LastID(context.Context) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return "", storeutil.ErrClosed
+	}
+	return s.lastID.String(), nil
 }
 
 // Get returns the unexpired last value of the topic name, or bridge.ErrNotFound.
@@ -157,6 +244,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.msgs = nil
 	s.topics = nil
+	s.hist = ring{}
 	return nil
 }
 

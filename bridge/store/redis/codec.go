@@ -13,6 +13,12 @@ import (
 // expects them.
 var valueFields = []string{"id", "payload", "qos", "retain", "props", "received_at"}
 
+// entryFields are the fields of a history stream entry, in the order the
+// put script writes them: the last value's fields with the topic in place
+// of the id, which is the entry's own. Every entry has all of them, in this
+// order, so Redis stores the names once per stream node.
+var entryFields = []string{"topic", "payload", "qos", "retain", "props", "received_at"}
+
 // storedProps is the JSON form of bridge.Properties in the props field.
 type storedProps struct {
 	ContentType     string      `json:"ct,omitempty"`
@@ -59,19 +65,58 @@ func decodeValue(name string, vals []any) (m bridge.Message, ok bool, err error)
 		}
 		f[i] = s
 	}
-	m = bridge.Message{ID: f[0], Topic: name, Retain: f[3] == "1"}
+	m, err = decodeFields(name, f)
+	if err != nil {
+		return bridge.Message{}, false, err
+	}
+	return m, true, nil
+}
+
+// decodeEntry turns a history entry, as a script returns it ([id, [name,
+// value, ...]]), into a message.
+func decodeEntry(raw any) (bridge.Message, error) {
+	e, ok := raw.([]any)
+	if !ok || len(e) != 2 {
+		return bridge.Message{}, corruptEntry("?", "not an [id, fields] pair")
+	}
+	id, ok := e[0].(string)
+	if !ok {
+		return bridge.Message{}, corruptEntry("?", "the id is not a string")
+	}
+	kv, ok := e[1].([]any)
+	if !ok || len(kv) != 2*len(entryFields) {
+		return bridge.Message{}, corruptEntry(id, "want the fields %q", entryFields)
+	}
+	f := make([]string, len(entryFields))
+	for i, name := range entryFields {
+		k, _ := kv[2*i].(string)
+		v, isString := kv[2*i+1].(string)
+		if k != name || !isString {
+			return bridge.Message{}, corruptEntry(id, "want the fields %q", entryFields)
+		}
+		f[i] = v
+	}
+	name := f[0]
+	f[0] = id // the value fields have the id where the entry has the topic
+	return decodeFields(name, f)
+}
+
+// decodeFields decodes the values of valueFields, in order, of the topic
+// name.
+func decodeFields(name string, f []string) (bridge.Message, error) {
+	m := bridge.Message{ID: f[0], Topic: name, Retain: f[3] == "1"}
 	if f[1] != "" {
 		m.Payload = []byte(f[1])
 	}
 	qos, err := strconv.ParseUint(f[2], 10, 8)
 	if err != nil || qos > 2 {
-		return bridge.Message{}, false, corrupt(name, "bad qos %q", f[2])
+		return bridge.Message{}, corrupt(name, "bad qos %q", f[2])
 	}
 	m.QoS = byte(qos)
 	if f[4] != "" {
 		var sp storedProps
 		if err := json.Unmarshal([]byte(f[4]), &sp); err != nil {
-			return bridge.Message{}, false, corrupt(name, "bad props: %v", err)
+			return bridge.Message{}, corrupt(name, "bad props: %v", err)
 		}
 		m.Properties = bridge.Properties{
 			ContentType:     sp.ContentType,
@@ -89,14 +134,18 @@ func decodeValue(name string, vals []any) (m bridge.Message, ok bool, err error)
 	}
 	ms, err := strconv.ParseInt(f[5], 10, 64)
 	if err != nil {
-		return bridge.Message{}, false, corrupt(name, "bad received_at %q", f[5])
+		return bridge.Message{}, corrupt(name, "bad received_at %q", f[5])
 	}
 	m.ReceivedAt = time.UnixMilli(ms)
-	return m, true, nil
+	return m, nil
 }
 
 func corrupt(name, format string, args ...any) error {
-	return bridge.Errorf(bridge.ECodeInternal, "corrupt last value of topic %q in Redis: %s", name, fmt.Sprintf(format, args...))
+	return bridge.Errorf(bridge.ECodeInternal, "corrupt message of topic %q in Redis: %s", name, fmt.Sprintf(format, args...))
+}
+
+func corruptEntry(id, format string, args ...any) error {
+	return bridge.Errorf(bridge.ECodeInternal, "corrupt history entry %s in Redis: %s", id, fmt.Sprintf(format, args...))
 }
 
 func boolField(b bool) string {

@@ -1,8 +1,9 @@
 // Package redisstore is the Redis bridge.Store that a fleet of bridge
-// instances shares (Redis 5 or later, tested with 7; standalone, Sentinel or
-// Cluster, through any redis.UniversalClient). It owns its keys and two Lua scripts; it does not
-// own the client: Close releases only the Store, and whoever built the
-// client closes it.
+// instances shares (Redis 7.0 or later: XADD/XTRIM MINID, XSETID
+// MAXDELETEDID, XINFO STREAM max-deleted-entry-id, script flags;
+// standalone, Sentinel or Cluster, through any redis.UniversalClient). It
+// owns its keys and four Lua scripts; it does not own the client: Close
+// releases only the Store, and whoever built the client closes it.
 //
 // # Key layout
 //
@@ -20,25 +21,69 @@
 //	{P}topics      sorted set, all scores 0, members the topic names that
 //	               have a last value: List walks it with ZRANGEBYLEX,
 //	               bounded by the filter's literal prefix.
-//	{P}lastid      string, the last id issued ("<ms>-<seq>").
+//	{P}history     stream, the message history. The entry id is the
+//	               message id; the fields are those of the last value hash,
+//	               with topic in place of id: topic, payload, qos, retain,
+//	               props, received_at, always all six in this order, so
+//	               Redis keeps the names once per stream node and each
+//	               entry holds only the values. A retained empty payload
+//	               (a delete) is an entry like any other. The stream's
+//	               last-generated-id is the newest id ever assigned, its
+//	               max-deleted-entry-id the newest id trimmed.
 //
 // The <topic> in a key is the topic name byte for byte, unescaped: the "lv:"
 // part keeps it apart from the other keys.
 //
+// Before the history, the store kept the last id in {P}lastid; it is
+// neither read nor written any more, and may be deleted. None of the keys
+// but the last value hashes has a TTL, and Redis must not evict them
+// (maxmemory-policy noeviction or volatile-*): a lost {P}history would
+// start again empty, and a client resuming from an older id could not be
+// told what it missed.
+//
 // # Ids and atomicity
 //
-// Put runs one script that takes the time from Redis (TIME), derives the id
-// "<ms>-<seq>" from {P}lastid with the XADD rule (a new millisecond restarts
-// the sequence at 0; when Redis' clock stands still or goes back the last
-// millisecond is kept and the sequence grows), and writes the hash and the
-// index entry, or deletes both for a retained empty payload or a message
-// already expired. Ids therefore increase across every instance sharing the
-// prefix.
+// Put runs one script that appends the message to {P}history with XADD *,
+// so Redis assigns the id "<ms>-<seq>" (a new millisecond restarts the
+// sequence at 0; when Redis' clock stands still or goes back the last
+// millisecond is kept and the sequence grows), trims the history, and
+// writes the hash (with that id) and the index entry, or deletes both for a
+// retained empty payload or a message already expired (whose history entry
+// After skips). Ids therefore increase across every instance sharing the
+// prefix, and a reader that sees an id has every smaller one: Redis runs
+// the script as one step.
 //
 // Expired hashes vanish through Redis expiry (and Get and List also check
 // the expiry against the local clock). Their index entries stay until a List
 // meets them and removes them (ZREM only when the hash is really gone, in a
 // script, so a concurrent Put is never undone).
+//
+// # History window
+//
+// The put script trims exactly, not with "~". It finds the newest entry to
+// drop: the oldest beyond HistorySize (XLEN, then XRANGE COUNT n from the
+// old end, or from the new end when HistorySize was lowered and that end
+// is nearer), or, when the
+// oldest entry that would stay has a millisecond more than HistoryAge
+// before the new id's, the newest such entry (XREVRANGE COUNT 1, asked only
+// then: an XREVRANGE that finds nothing walks the stream). It removes every
+// entry up to it with XTRIM MINID and records it with XSETID MAXDELETEDID,
+// because trimming does not update max-deleted-entry-id (only XDEL does).
+// In a steady flow a Put reads the one or two oldest entries and drops one;
+// it costs about what a Put with "MAXLEN ~" costs (BenchmarkPut).
+// Approximate trimming would drop whole stream nodes only (up to
+// stream-node-max-entries, 100, or stream-node-max-bytes, 4 KiB: a
+// server-wide setting), so the window would depend on payload sizes and
+// the server, differ from the memory store's, and hide which id was
+// trimmed last. Age is enforced when a message is added, as in the memory
+// store: a quiet history keeps its messages.
+//
+// After runs a read-only script (flag no-writes) that reads
+// max-deleted-entry-id (XINFO STREAM) and an XRANGE page in one step:
+// resuming from an id older than that mark is bridge.ErrGap. It skips
+// expired entries against the local clock, reading further batches until
+// its page is full or the stream ends; each batch checks the mark again.
+// LastID is the stream's last-generated-id, which trimming keeps.
 //
 // # Errors
 //

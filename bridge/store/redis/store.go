@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,12 @@ type Config struct {
 	// Timeout bounds each method call, all its round trips included.
 	// Default 2 s.
 	Timeout time.Duration
+	// HistorySize is how many messages the history stream keeps, at most.
+	// Default 10000.
+	HistorySize int
+	// HistoryAge is how long the history keeps a message, counted from its
+	// id's millisecond (Redis' clock); at least 1ms. Default 1h.
+	HistoryAge time.Duration
 }
 
 // Defaults for Config.
@@ -46,9 +53,11 @@ const (
 type Store struct {
 	client  redis.UniversalClient
 	timeout time.Duration
+	histMax string // HistorySize, for the put script
+	histAge string // HistoryAge in ms, for the put script
 	tag     string // "{" + KeyPrefix + "}"
 	index   string // the topic index key
-	lastID  string // the last id key
+	history string // the history stream key
 	closed  atomic.Bool
 }
 
@@ -73,13 +82,19 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	case cfg.Timeout < 0:
 		return nil, fmt.Errorf("redisstore: negative Timeout %v", cfg.Timeout)
 	}
+	size, age, err := storeutil.HistoryWindow(cfg.HistorySize, cfg.HistoryAge)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: %w", err)
+	}
 	tag := "{" + cfg.KeyPrefix + "}"
 	return &Store{
 		client:  client,
 		timeout: cfg.Timeout,
+		histMax: strconv.Itoa(size),
+		histAge: strconv.FormatInt(age.Milliseconds(), 10),
 		tag:     tag,
 		index:   tag + "topics",
-		lastID:  tag + "lastid",
+		history: tag + "history",
 	}, nil
 }
 
@@ -104,27 +119,57 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 	return ctx, cancel, nil
 }
 
-// putScript assigns the id and writes (or deletes) the last value and its
-// index entry in one step.
+// putScript appends the message to the history stream, which assigns its
+// id, trims the history to its window, and writes (or deletes) the last
+// value and its index entry, in one step.
 //
-// KEYS: 1 last id, 2 topic index, 3 last value hash.
+// Trimming is exact: the script finds the newest entry to drop (the
+// oldest beyond the size, or the newest whose millisecond is older than
+// the new id's by more than the age), drops every entry up to it with
+// XTRIM MINID, and records it as the stream's max-deleted-entry-id with
+// XSETID, which trimming alone leaves unchanged (only XDEL sets it; checked
+// with Redis 7.0, and redis/redis#11188, which proposed otherwise, was
+// closed unmerged).
+//
+// KEYS: 1 history stream, 2 topic index, 3 last value hash.
 // ARGV: 1 topic, 2 "1" to delete, 3 payload, 4 qos, 5 retain, 6 props,
-// 7 received_at (ms), 8 expires_at (ms, "" for never).
+// 7 received_at (ms), 8 expires_at (ms, "" for never), 9 history size,
+// 10 history age (ms).
 var putScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ms, seq = now, 0
-local last = redis.call('GET', KEYS[1])
-if last then
-  local dash = string.find(last, '-', 1, true)
-  local lms = tonumber(string.sub(last, 1, dash - 1))
-  if ms <= lms then
-    ms = lms
-    seq = tonumber(string.sub(last, dash + 1)) + 1
+local id = redis.call('XADD', KEYS[1], '*', 'topic', ARGV[1], 'payload', ARGV[3],
+  'qos', ARGV[4], 'retain', ARGV[5], 'props', ARGV[6], 'received_at', ARGV[7])
+
+local function parse(s)
+  local dash = string.find(s, '-', 1, true)
+  return tonumber(string.sub(s, 1, dash - 1)), tonumber(string.sub(s, dash + 1))
+end
+local drop -- the newest entry to trim, if any
+local size = tonumber(ARGV[9])
+local over = redis.call('XLEN', KEYS[1]) - size
+if over > size then -- HistorySize was lowered: read the shorter end
+  local r = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', size + 1)
+  drop = r[#r][1]
+elseif over > 0 then
+  local r = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', over)
+  drop = r[#r][1]
+end
+-- Entries of a millisecond below minms are too old. Look for one only when
+-- the oldest entry that stays is: XREVRANGE that finds nothing is slow.
+local minms = parse(id) - tonumber(ARGV[10])
+if minms > 0 then
+  local r = redis.call('XRANGE', KEYS[1], drop and '(' .. drop or '-', '+', 'COUNT', 1)
+  if r[1] and parse(r[1][1]) < minms then
+    drop = redis.call('XREVRANGE', KEYS[1], string.format('(%.0f-0', minms), '-', 'COUNT', 1)[1][1]
   end
 end
-local id = string.format('%.0f-%.0f', ms, seq)
-redis.call('SET', KEYS[1], id)
+if drop then
+  local dms, dseq = parse(drop)
+  redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f-%.0f', dms, dseq + 1))
+  redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', drop)
+end
+
 redis.call('DEL', KEYS[3])
 if ARGV[2] == '1' or (ARGV[8] ~= '' and tonumber(ARGV[8]) <= now) then
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -179,9 +224,9 @@ func (s *Store) Put(ctx context.Context, msg bridge.Message) (bridge.Message, er
 	}
 	defer cancel()
 	id, err := putScript.Run(ctx, s.client,
-		[]string{s.lastID, s.index, s.valueKey(m.Topic)},
+		[]string{s.history, s.index, s.valueKey(m.Topic)},
 		m.Topic, del, m.Payload, fmt.Sprint(m.QoS), boolField(m.Retain), props,
-		fmt.Sprint(m.ReceivedAt.UnixMilli()), expiresAt,
+		fmt.Sprint(m.ReceivedAt.UnixMilli()), expiresAt, s.histMax, s.histAge,
 	).Text()
 	if err != nil {
 		return bridge.Message{}, unavailable(err)
@@ -361,6 +406,133 @@ func (s *Store) prune(ctx context.Context, names []string) {
 		args[i] = name
 	}
 	_ = pruneScript.Run(ctx, s.client, keys, args...).Err()
+}
+
+// afterScript reads a page of the history and, in the same step, the
+// newest id trimmed from it, so that a trim cannot slip in between.
+//
+// KEYS: 1 history stream. ARGV: 1 the first id to read, 2 the most entries
+// to read. Returns {max-deleted-entry-id, entries}.
+var afterScript = redis.NewScript(`#!lua flags=no-writes
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'0-0', {}}
+end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local trimmed
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then
+    trimmed = info[i + 1]
+  end
+end
+return {trimmed, redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])}
+`)
+
+// lastIDScript returns the history stream's last-generated-id, "0-0" when
+// there is no stream.
+//
+// KEYS: 1 history stream.
+var lastIDScript = redis.NewScript(`#!lua flags=no-writes
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return '0-0'
+end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then
+    return info[i + 1]
+  end
+end
+`)
+
+// After returns up to limit (1..1000) unexpired messages of the history
+// with an id above after, oldest first, or an error with code gap when
+// after is older than the newest id trimmed from the history.
+//
+// It reads the stream in batches, starting with limit entries and doubling
+// up to 1000, until it has limit unexpired messages or reaches the end;
+// every batch checks the trim mark again, so a trim between two batches
+// is a gap, not a hole.
+func (s *Store) After(ctx context.Context, after string, limit int) ([]bridge.Message, error) {
+	from, err := storeutil.CheckAfter(after, limit)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	var (
+		pos   = from // the last id read
+		msgs  []bridge.Message
+		now   = time.Now()
+		batch = limit
+	)
+	for {
+		start, ok := pos.Succ()
+		if !ok { // no id can follow the largest one
+			return msgs, nil
+		}
+		res, err := afterScript.Run(ctx, s.client, []string{s.history}, start.String(), batch).Slice()
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		trimmed, entries, err := decodeAfter(res)
+		if err != nil {
+			return nil, err
+		}
+		if pos.Less(trimmed) {
+			return nil, storeutil.Gap(from, trimmed)
+		}
+		for _, raw := range entries {
+			m, err := decodeEntry(raw)
+			if err != nil {
+				return nil, err
+			}
+			if pos, err = storeutil.ParseID(m.ID); err != nil {
+				return nil, corruptEntry(m.ID, "bad id")
+			}
+			if m.Expired(now) {
+				continue
+			}
+			msgs = append(msgs, m)
+			if len(msgs) == limit {
+				return msgs, nil
+			}
+		}
+		if len(entries) < batch {
+			return msgs, nil
+		}
+		batch = min(2*batch, storeutil.MaxLimit)
+	}
+}
+
+// decodeAfter splits the answer of afterScript.
+func decodeAfter(res []any) (trimmed storeutil.ID, entries []any, err error) {
+	if len(res) == 2 {
+		mark, isString := res[0].(string)
+		entries, isList := res[1].([]any)
+		if isString && isList {
+			if trimmed, err = storeutil.ParseID(mark); err == nil {
+				return trimmed, entries, nil
+			}
+		}
+	}
+	return storeutil.ID{}, nil, bridge.Errorf(bridge.ECodeInternal, "unexpected answer from Redis reading the history")
+}
+
+// LastID returns the newest id the history stream assigned, "0-0" when
+// none.
+func (s *Store) LastID(ctx context.Context) (string, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer cancel()
+	id, err := lastIDScript.Run(ctx, s.client, []string{s.history}).Text()
+	if err != nil {
+		return "", unavailable(err)
+	}
+	return id, nil
 }
 
 // Ping reports whether Redis answers.

@@ -125,11 +125,13 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// newTestStore returns a Store on the test Redis with a prefix of its own.
-func newTestStore(tb testing.TB) *Store {
+// newTestStore returns a Store on the test Redis with a prefix of its own;
+// cfg.KeyPrefix is set.
+func newTestStore(tb testing.TB, cfg Config) *Store {
 	tb.Helper()
 	c := newTestClient(tb)
-	s, err := New(c, Config{KeyPrefix: newTestPrefix(tb, c)})
+	cfg.KeyPrefix = newTestPrefix(tb, c)
+	s, err := New(c, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -138,7 +140,9 @@ func newTestStore(tb testing.TB) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) bridge.Store { return newTestStore(t) })
+	storetest.Run(t, func(t *testing.T, w storetest.Window) bridge.Store {
+		return newTestStore(t, Config{HistorySize: w.Size, HistoryAge: w.Age})
+	})
 }
 
 func requireUnavailable(t *testing.T, what string, err error) {
@@ -165,6 +169,8 @@ func callAll(t *testing.T, s *Store, max time.Duration, cause error) {
 		{"Get", func() error { _, err := s.Get(ctx, "a"); return err }},
 		{"List", func() error { _, _, err := s.List(ctx, "#", "", 10); return err }},
 		{"Delete", func() error { return s.Delete(ctx, "a") }},
+		{"After", func() error { _, err := s.After(ctx, "0-0", 10); return err }},
+		{"LastID", func() error { _, err := s.LastID(ctx); return err }},
 		{"Ping", func() error { return s.Ping(ctx) }},
 	}
 	for _, c := range calls {
@@ -317,25 +323,49 @@ func idLess(t *testing.T, a, b string) bool {
 	return am < bm || am == bm && as < bs
 }
 
-// TestIDClockGoesBack: when the last id is ahead of Redis' clock, the
-// script keeps its millisecond and increases the sequence; once the clock
-// is ahead, the sequence restarts at 0.
+// xaddEntry adds a valid history entry with an explicit id, as a Put of
+// another (or an earlier) store would have.
+func xaddEntry(t *testing.T, s *Store, id string) {
+	t.Helper()
+	err := s.client.XAdd(t.Context(), &redis.XAddArgs{Stream: s.history, ID: id, Values: []any{
+		"topic", "t", "payload", "v", "qos", "0", "retain", "0", "props", "", "received_at", fmt.Sprint(time.Now().UnixMilli()),
+	}}).Err()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIDClockGoesBack: when the history's last id is ahead of Redis'
+// clock, XADD keeps its millisecond and increases the sequence; once the
+// clock is ahead, the sequence restarts at 0.
 func TestIDClockGoesBack(t *testing.T) {
-	s := newTestStore(t)
+	s := newTestStore(t, Config{})
 	ctx := t.Context()
-	future := time.Now().Add(time.Hour).UnixMilli()
-	if err := s.client.Set(ctx, s.lastID, fmt.Sprintf("%d-7", future), 0).Err(); err != nil {
+	first, err := s.Put(ctx, bridge.Message{Topic: "t", Payload: []byte("v")})
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{fmt.Sprintf("%d-8", future), fmt.Sprintf("%d-9", future)} {
+	future := time.Now().Add(10 * time.Minute).UnixMilli()
+	xaddEntry(t, s, fmt.Sprintf("%d-7", future))
+	var want []string
+	for _, id := range []string{fmt.Sprintf("%d-8", future), fmt.Sprintf("%d-9", future)} {
 		m, err := s.Put(ctx, bridge.Message{Topic: "t", Payload: []byte("v")})
-		if err != nil || m.ID != want {
-			t.Fatalf("Put id = %s, %v; want %s", m.ID, err, want)
+		if err != nil || m.ID != id {
+			t.Fatalf("Put id = %s, %v; want %s", m.ID, err, id)
 		}
+		want = append(want, m.ID)
 	}
-	if err := s.client.Set(ctx, s.lastID, "1000-5", 0).Err(); err != nil {
+	want = append([]string{first.ID, fmt.Sprintf("%d-7", future)}, want...)
+	if msgs, err := s.After(ctx, "0-0", 10); err != nil || !slices.Equal(msgIDs(msgs), want) {
+		t.Fatalf("After(0-0) = %q, %v; want %q", msgIDs(msgs), err, want)
+	}
+
+	// A history that starts with an old id: the clock is ahead again, and
+	// the old entry is beyond the age window of the new one.
+	if err := s.client.Del(ctx, s.history).Err(); err != nil {
 		t.Fatal(err)
 	}
+	xaddEntry(t, s, "1000-5")
 	before := time.Now().Add(-time.Minute).UnixMilli()
 	m, err := s.Put(ctx, bridge.Message{Topic: "t", Payload: []byte("v")})
 	if err != nil {
@@ -344,14 +374,63 @@ func TestIDClockGoesBack(t *testing.T) {
 	if ms, seq := parseID(t, m.ID); ms < uint64(before) || seq != 0 {
 		t.Fatalf("id after an old last id = %s, want <now>-0", m.ID)
 	}
-	if last, err := s.client.Get(ctx, s.lastID).Result(); err != nil || last != m.ID {
-		t.Fatalf("lastid = %q, %v; want %s", last, err, m.ID)
+	if last, err := s.LastID(ctx); err != nil || last != m.ID {
+		t.Fatalf("LastID = %q, %v; want %s", last, err, m.ID)
+	}
+	if _, err := s.After(ctx, "1000-4", 10); !errors.Is(err, bridge.ErrGap) {
+		t.Fatalf("After(1000-4) = %v, want a gap: 1000-5 is older than the age window", err)
+	}
+	if msgs, err := s.After(ctx, "1000-5", 10); err != nil || !slices.Equal(msgIDs(msgs), []string{m.ID}) {
+		t.Fatalf("After(1000-5) = %q, %v; want [%s]", msgIDs(msgs), err, m.ID)
+	}
+}
+
+func msgIDs(msgs []bridge.Message) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
+}
+
+// TestTrimMark: trimming records the newest id dropped as the stream's
+// max-deleted-entry-id (which XTRIM alone leaves at 0-0), the stream keeps
+// exactly the window, and an entry that is not what Put writes is an
+// internal error, not a silent skip.
+func TestTrimMark(t *testing.T) {
+	s := newTestStore(t, Config{HistorySize: 3})
+	ctx := t.Context()
+	var all []string
+	for i := range 5 {
+		m, err := s.Put(ctx, bridge.Message{Topic: "t", Payload: []byte{byte('0' + i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, m.ID)
+	}
+	info, err := s.client.XInfoStream(ctx, s.history).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Length != 3 || info.MaxDeletedEntryID != all[1] || info.LastGeneratedID != all[4] || info.FirstEntry.ID != all[2] {
+		t.Fatalf("XINFO STREAM: length %d, max-deleted %s, last-generated %s, first %s; want 3, %s, %s, %s",
+			info.Length, info.MaxDeletedEntryID, info.LastGeneratedID, info.FirstEntry.ID, all[1], all[4], all[2])
+	}
+	if v := info.FirstEntry.Values; len(v) != 6 || v["topic"] != "t" || v["payload"] != "2" {
+		t.Fatalf("first entry's fields = %q", v)
+	}
+	// A foreign entry in the window.
+	if err := s.client.XAdd(ctx, &redis.XAddArgs{Stream: s.history, Values: []any{"x", "y"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.After(ctx, all[4], 10); bridge.ErrorCode(err) != bridge.ECodeInternal {
+		t.Fatalf("After over a foreign entry = %v, want an internal error", err)
 	}
 }
 
 // TestKeyLayout checks the layout the package documentation promises.
 func TestKeyLayout(t *testing.T) {
-	s := newTestStore(t)
+	s := newTestStore(t, Config{})
 	ctx := t.Context()
 	sixty := uint32(60)
 	m, err := s.Put(ctx, bridge.Message{
@@ -369,7 +448,7 @@ func TestKeyLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(keys)
-	want := []string{s.tag + "lastid", s.tag + "lv:a/b", s.tag + "lv:c", s.tag + "topics"}
+	want := []string{s.tag + "history", s.tag + "lv:a/b", s.tag + "lv:c", s.tag + "topics"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("keys = %q, want %q", keys, want)
 	}
@@ -402,6 +481,18 @@ func TestKeyLayout(t *testing.T) {
 	if err != nil || len(idx) != 2 || idx[0].Member != "a/b" || idx[1].Member != "c" || idx[0].Score != 0 || idx[1].Score != 0 {
 		t.Fatalf("index = %v, %v", idx, err)
 	}
+	// The history entry: the hash's fields in a fixed order, the topic in
+	// place of the id.
+	raw, err := s.client.Do(ctx, "XRANGE", s.history, "-", "+", "COUNT", 1).Slice()
+	if err != nil || len(raw) != 1 {
+		t.Fatalf("XRANGE = %v, %v", raw, err)
+	}
+	entry := raw[0].([]any)
+	wantEntry := []any{"topic", "a/b", "payload", "v\x00", "qos", "1", "retain", "1",
+		"props", `{"me":60,"cd":"/w=="}`, "received_at", fmt.Sprint(m.ReceivedAt.UnixMilli())}
+	if entry[0] != m.ID || fmt.Sprintf("%q", entry[1]) != fmt.Sprintf("%q", wantEntry) {
+		t.Fatalf("history entry = %q, want %s %q", entry, m.ID, wantEntry)
+	}
 }
 
 // hashTag is the part of a key that Redis Cluster hashes.
@@ -423,7 +514,7 @@ func TestOneSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := []string{s.index, s.lastID}
+	keys := []string{s.index, s.history}
 	for _, name := range []string{"a", "}", "{", "{x}", "a{b}c", "}{", "{}", " ", "日本"} {
 		keys = append(keys, s.valueKey(name))
 	}
@@ -437,7 +528,7 @@ func TestOneSlot(t *testing.T) {
 // TestPrune: an index entry whose hash is gone (expired) is skipped and
 // removed by List.
 func TestPrune(t *testing.T) {
-	s := newTestStore(t)
+	s := newTestStore(t, Config{})
 	ctx := t.Context()
 	for _, name := range []string{"x/1", "x/2", "x/3"} {
 		if _, err := s.Put(ctx, bridge.Message{Topic: name, Payload: []byte("v")}); err != nil {
@@ -461,7 +552,7 @@ func TestPrune(t *testing.T) {
 // returns short pages with a cursor instead of scanning everything in one
 // call.
 func TestListBoundedWork(t *testing.T) {
-	s := newTestStore(t)
+	s := newTestStore(t, Config{})
 	ctx := t.Context()
 	const n = 300
 	for i := range n {
@@ -503,14 +594,21 @@ func TestNewConfig(t *testing.T) {
 	if _, err := New(nil, Config{}); err == nil {
 		t.Error("New(nil client) succeeded")
 	}
-	for _, cfg := range []Config{{KeyPrefix: "a{b"}, {KeyPrefix: "a}"}, {Timeout: -time.Second}} {
+	for _, cfg := range []Config{
+		{KeyPrefix: "a{b"}, {KeyPrefix: "a}"}, {Timeout: -time.Second},
+		{HistorySize: -1}, {HistoryAge: -time.Second}, {HistoryAge: time.Microsecond},
+	} {
 		if _, err := New(c, cfg); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)
 		}
 	}
 	s, err := New(c, Config{})
-	if err != nil || s.tag != "{mqttbridge:}" || s.timeout != 2*time.Second {
-		t.Fatalf("defaults: tag %q, timeout %v, %v", s.tag, s.timeout, err)
+	if err != nil || s.tag != "{mqttbridge:}" || s.timeout != 2*time.Second || s.histMax != "10000" || s.histAge != "3600000" {
+		t.Fatalf("defaults: tag %q, timeout %v, history %s messages, %s ms, %v", s.tag, s.timeout, s.histMax, s.histAge, err)
+	}
+	s, err = New(c, Config{HistorySize: 7, HistoryAge: 1500 * time.Millisecond})
+	if err != nil || s.histMax != "7" || s.histAge != "1500" {
+		t.Fatalf("history %s messages, %s ms, %v; want 7, 1500", s.histMax, s.histAge, err)
 	}
 }
 
@@ -551,6 +649,67 @@ func TestNewClient(t *testing.T) {
 			!o.ContextTimeoutEnabled || (o.TLSConfig != nil) != tc.tls {
 			t.Errorf("NewClient(%q): dial %v, read %v, write %v, context timeouts %v, TLS %v",
 				tc.raw, o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled, o.TLSConfig != nil)
+		}
+	}
+}
+
+// BenchmarkPut measures Put in a steady state: the history full and
+// trimmed by count on every Put, or trimmed by age.
+func BenchmarkPut(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"count", Config{HistorySize: 1000}},
+		{"age", Config{HistorySize: 100000, HistoryAge: 20 * time.Millisecond}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := newTestStore(b, bc.cfg)
+			msg := bridge.Message{Topic: "bench/t", Payload: make([]byte, 200)}
+			for range 1200 {
+				if _, err := s.Put(b.Context(), msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for range b.N {
+				if _, err := s.Put(b.Context(), msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestWindowShrinks: a store started with a smaller HistorySize than the
+// stream holds trims it to the new size on its first Put, from either end.
+func TestWindowShrinks(t *testing.T) {
+	big := newTestStore(t, Config{HistorySize: 100})
+	ctx := t.Context()
+	var all []string
+	for i := range 40 {
+		m, err := big.Put(ctx, bridge.Message{Topic: "t", Payload: []byte{byte(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, m.ID)
+	}
+	for _, size := range []int{30, 5} { // 11 entries over (< 30), then 26 (> 5)
+		small, err := New(big.client, Config{KeyPrefix: strings.Trim(big.tag, "{}"), HistorySize: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := small.Put(ctx, bridge.Message{Topic: "t", Payload: []byte("new")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, m.ID)
+		newest := all[len(all)-size-1]
+		if msgs, err := small.After(ctx, newest, 1000); err != nil || !slices.Equal(msgIDs(msgs), all[len(all)-size:]) {
+			t.Fatalf("size %d: After(%s) = %d messages, %v; want the last %d", size, newest, len(msgs), err, size)
+		}
+		if _, err := small.After(ctx, all[len(all)-size-2], 1000); !errors.Is(err, bridge.ErrGap) {
+			t.Fatalf("size %d: After(%s) = %v, want a gap", size, all[len(all)-size-2], err)
 		}
 	}
 }

@@ -19,36 +19,57 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge"
 )
 
-// Run runs the conformance suite. newStore returns a new, empty store for
-// one subtest and arranges its cleanup with t.Cleanup; the suite closes the
-// store itself only where it tests Close.
+// Window is the history window a subtest asks of its store. A zero field
+// asks for the store's default (10000 messages, 1 h).
+type Window struct {
+	// Size is the most messages the history keeps.
+	Size int
+	// Age is how long the history keeps a message, from its id's
+	// millisecond.
+	Age time.Duration
+}
+
+// Run runs the conformance suite. newStore returns a new, empty store with
+// the history window w for one subtest and arranges its cleanup with
+// t.Cleanup; the suite closes the store itself only where it tests Close.
 //
-// One subtest waits about 1.1 s for a message to expire.
-func Run(t *testing.T, newStore func(t *testing.T) bridge.Store) {
+// The suite expects the window to be exact and enforced by Put (see
+// bridge.Store). Two subtests wait about 1.1 s for a message to expire, one
+// 1.5 s for messages to age out of the history.
+func Run(t *testing.T, newStore func(t *testing.T, w Window) bridge.Store) {
 	tests := []struct {
 		name string
 		fn   func(*testing.T, bridge.Store)
+		w    Window
 	}{
-		{"RoundTrip", testRoundTrip},
-		{"RoundTripMinimal", testRoundTripMinimal},
-		{"InputNotAliased", testInputNotAliased},
-		{"InvalidPut", testInvalidPut},
-		{"IDsIncrease", testIDsIncrease},
-		{"RetainedEmptyDeletes", testRetainedEmptyDeletes},
-		{"NonRetainedEmptyIsStored", testNonRetainedEmptyIsStored},
-		{"Delete", testDelete},
-		{"GetMissing", testGetMissing},
-		{"Expiry", testExpiry},
-		{"ListFilters", testListFilters},
-		{"ListInvalid", testListInvalid},
-		{"Pagination", testPagination},
-		{"SpecialTopics", testSpecialTopics},
-		{"ConcurrentPuts", testConcurrentPuts},
-		{"Close", testClose},
+		{"RoundTrip", testRoundTrip, Window{}},
+		{"RoundTripMinimal", testRoundTripMinimal, Window{}},
+		{"InputNotAliased", testInputNotAliased, Window{}},
+		{"InvalidPut", testInvalidPut, Window{}},
+		{"IDsIncrease", testIDsIncrease, Window{}},
+		{"RetainedEmptyDeletes", testRetainedEmptyDeletes, Window{}},
+		{"NonRetainedEmptyIsStored", testNonRetainedEmptyIsStored, Window{}},
+		{"Delete", testDelete, Window{}},
+		{"GetMissing", testGetMissing, Window{}},
+		{"Expiry", testExpiry, Window{}},
+		{"ListFilters", testListFilters, Window{}},
+		{"ListInvalid", testListInvalid, Window{}},
+		{"Pagination", testPagination, Window{}},
+		{"SpecialTopics", testSpecialTopics, Window{}},
+		{"ConcurrentPuts", testConcurrentPuts, Window{}},
+		{"HistoryRoundTrip", testHistoryRoundTrip, Window{}},
+		{"HistoryPages", testHistoryPages, Window{}},
+		{"HistoryExpired", testHistoryExpired, Window{}},
+		{"HistoryInvalid", testHistoryInvalid, Window{}},
+		{"HistoryGap", testHistoryGap, Window{Size: 5}},
+		{"HistoryWindowEdge", testHistoryWindowEdge, Window{Size: edgeWindow}},
+		{"HistoryAge", testHistoryAge, Window{Age: time.Second}},
+		{"HistoryConcurrent", testHistoryConcurrent, Window{}},
+		{"Close", testClose, Window{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.fn(t, newStore(t))
+			tt.fn(t, newStore(t, tt.w))
 		})
 	}
 }
@@ -138,16 +159,17 @@ func listAll(t testing.TB, s bridge.Store, filter string, limit int) ([]bridge.M
 	}
 }
 
-// firstDiff describes where got first differs from want, or is "".
+// firstDiff describes where got first differs from want (lists of topics
+// or ids), or is "".
 func firstDiff(got, want []string) string {
 	for i := range max(len(got), len(want)) {
 		switch {
 		case i >= len(got):
-			return fmt.Sprintf("%d topics, want %d: %q is missing", len(got), len(want), want[i])
+			return fmt.Sprintf("%d entries, want %d: %q is missing", len(got), len(want), want[i])
 		case i >= len(want):
-			return fmt.Sprintf("%d topics, want %d: %q is extra", len(got), len(want), got[i])
+			return fmt.Sprintf("%d entries, want %d: %q is extra", len(got), len(want), got[i])
 		case got[i] != want[i]:
-			return fmt.Sprintf("topic %d is %q, want %q", i, got[i], want[i])
+			return fmt.Sprintf("entry %d is %q, want %q", i, got[i], want[i])
 		}
 	}
 	return ""
@@ -727,5 +749,9 @@ func testClose(t *testing.T, s bridge.Store) {
 	_, _, err = s.List(ctx, "#", "", 10)
 	requireCode(t, err, bridge.ECodeStoreUnavailable, "List after Close")
 	requireCode(t, s.Delete(ctx, "x"), bridge.ECodeStoreUnavailable, "Delete after Close")
+	_, err = s.After(ctx, "0-0", 10)
+	requireCode(t, err, bridge.ECodeStoreUnavailable, "After after Close")
+	_, err = s.LastID(ctx)
+	requireCode(t, err, bridge.ECodeStoreUnavailable, "LastID after Close")
 	requireCode(t, s.Ping(ctx), bridge.ECodeStoreUnavailable, "Ping after Close")
 }

@@ -1,11 +1,14 @@
 // Package storeutil holds the rules every bridge.Store implementation shares,
 // so the memory and Redis stores cannot drift apart: argument checks, the
-// normal form of a stored message, message ids and prefix ranges.
+// normal form of a stored message, message ids, the history window and
+// prefix ranges.
 //
 // It is internal to bridge/store and does no I/O.
 package storeutil
 
 import (
+	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -116,15 +119,49 @@ func PrefixEnd(prefix string) (string, bool) {
 }
 
 // ID is a message id: a Unix time in milliseconds and a sequence number
-// within it, written "<ms>-<seq>" like a Redis stream id.
+// within it, written "<ms>-<seq>" like a Redis stream id. The zero ID,
+// "0-0", is below every id a store assigns.
 type ID struct {
-	MS  int64
+	MS  uint64
 	Seq uint64
+}
+
+// ParseID parses an id of the form "<ms>-<seq>"; the error is an
+// *bridge.Error with code invalid_request (see bridge.ParseID).
+func ParseID(s string) (ID, error) {
+	ms, seq, err := bridge.ParseID(s)
+	return ID{MS: ms, Seq: seq}, err
 }
 
 // String is the id's "<ms>-<seq>" form.
 func (id ID) String() string {
-	return strconv.FormatInt(id.MS, 10) + "-" + strconv.FormatUint(id.Seq, 10)
+	return strconv.FormatUint(id.MS, 10) + "-" + strconv.FormatUint(id.Seq, 10)
+}
+
+// Compare returns -1, 0 or +1 as id is older than, equal to or newer than o.
+func (id ID) Compare(o ID) int {
+	switch {
+	case id.MS < o.MS || id.MS == o.MS && id.Seq < o.Seq:
+		return -1
+	case id == o:
+		return 0
+	}
+	return 1
+}
+
+// Less reports whether id is older than o.
+func (id ID) Less(o ID) bool { return id.Compare(o) < 0 }
+
+// Succ returns the smallest id greater than id, and false when id is the
+// largest id there is.
+func (id ID) Succ() (ID, bool) {
+	switch {
+	case id.Seq < math.MaxUint64:
+		return ID{MS: id.MS, Seq: id.Seq + 1}, true
+	case id.MS < math.MaxUint64:
+		return ID{MS: id.MS + 1}, true
+	}
+	return id, false
 }
 
 // Next returns the id that follows id at the time nowMS, the rule of Redis
@@ -132,8 +169,47 @@ func (id ID) String() string {
 // advanced (or went back), the last millisecond is kept and the sequence
 // grows, so ids always increase.
 func (id ID) Next(nowMS int64) ID {
-	if nowMS > id.MS {
-		return ID{MS: nowMS}
+	if nowMS > 0 && uint64(nowMS) > id.MS {
+		return ID{MS: uint64(nowMS)}
 	}
 	return ID{MS: id.MS, Seq: id.Seq + 1}
+}
+
+// Default history window, for stores whose Config leaves it zero.
+const (
+	DefaultHistorySize = 10000
+	DefaultHistoryAge  = time.Hour
+)
+
+// HistoryWindow fills in the default history bounds and rejects what
+// cannot work: a negative size or an age that is negative or shorter than
+// the millisecond ids are counted in.
+func HistoryWindow(size int, age time.Duration) (int, time.Duration, error) {
+	switch {
+	case size == 0:
+		size = DefaultHistorySize
+	case size < 0:
+		return 0, 0, fmt.Errorf("negative HistorySize %d", size)
+	}
+	switch {
+	case age == 0:
+		age = DefaultHistoryAge
+	case age < time.Millisecond:
+		return 0, 0, fmt.Errorf("HistoryAge %v is below 1ms", age)
+	}
+	return size, age, nil
+}
+
+// CheckAfter checks the arguments of After and returns the parsed id.
+func CheckAfter(after string, limit int) (ID, error) {
+	if limit < 1 || limit > MaxLimit {
+		return ID{}, bridge.Errorf(bridge.ECodeInvalidRequest, "limit must be between 1 and %d, not %d", MaxLimit, limit)
+	}
+	return ParseID(after)
+}
+
+// Gap is the error After returns when messages after the id after have
+// left the history window, whose newest trimmed id is trimmed.
+func Gap(after, trimmed ID) error {
+	return fmt.Errorf("%w: resuming after %s, but the window was trimmed up to %s", bridge.ErrGap, after, trimmed)
 }

@@ -63,3 +63,82 @@ func TestPreparePutReceivedAt(t *testing.T) {
 		t.Fatalf("too long topic: %v", err)
 	}
 }
+
+func TestIDSucc(t *testing.T) {
+	const maxU = 1<<64 - 1
+	for _, tc := range []struct {
+		id   ID
+		want ID
+		ok   bool
+	}{
+		{ID{}, ID{Seq: 1}, true},
+		{ID{MS: 5, Seq: 3}, ID{MS: 5, Seq: 4}, true},
+		{ID{MS: 5, Seq: maxU}, ID{MS: 6}, true},
+		{ID{MS: maxU, Seq: maxU}, ID{MS: maxU, Seq: maxU}, false},
+	} {
+		got, ok := tc.id.Succ()
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%v.Succ() = %v, %v; want %v, %v", tc.id, got, ok, tc.want, tc.ok)
+		}
+		if ok && !tc.id.Less(got) {
+			t.Errorf("%v.Succ() = %v is not above it", tc.id, got)
+		}
+	}
+}
+
+func TestIDCompare(t *testing.T) {
+	ids := []ID{{}, {Seq: 1}, {MS: 1}, {MS: 1, Seq: 9}, {MS: 10}, {MS: 1<<64 - 1, Seq: 1<<64 - 1}}
+	for i, a := range ids {
+		for j, b := range ids {
+			want := 0
+			if i < j {
+				want = -1
+			} else if i > j {
+				want = 1
+			}
+			if got := a.Compare(b); got != want {
+				t.Errorf("%v.Compare(%v) = %d, want %d", a, b, got, want)
+			}
+			// The same order as the exported rule on the string form.
+			if got, err := bridge.CompareIDs(a.String(), b.String()); err != nil || got != want {
+				t.Errorf("bridge.CompareIDs(%s, %s) = %d, %v; want %d", a, b, got, err, want)
+			}
+		}
+	}
+}
+
+func TestHistoryWindow(t *testing.T) {
+	for _, tc := range []struct {
+		size    int
+		age     time.Duration
+		wantN   int
+		wantAge time.Duration
+		ok      bool
+	}{
+		{0, 0, 10000, time.Hour, true},
+		{1, time.Millisecond, 1, time.Millisecond, true},
+		{5, 90 * time.Minute, 5, 90 * time.Minute, true},
+		{-1, 0, 0, 0, false},
+		{0, -time.Second, 0, 0, false},
+		{0, 999 * time.Microsecond, 0, 0, false},
+	} {
+		n, age, err := HistoryWindow(tc.size, tc.age)
+		if (err == nil) != tc.ok || tc.ok && (n != tc.wantN || age != tc.wantAge) {
+			t.Errorf("HistoryWindow(%d, %v) = %d, %v, %v; want %d, %v, ok %v", tc.size, tc.age, n, age, err, tc.wantN, tc.wantAge, tc.ok)
+		}
+	}
+}
+
+func TestCheckAfter(t *testing.T) {
+	if id, err := CheckAfter("12-3", 1000); err != nil || id != (ID{MS: 12, Seq: 3}) {
+		t.Fatalf("CheckAfter(12-3) = %v, %v", id, err)
+	}
+	for _, tc := range []struct {
+		after string
+		limit int
+	}{{"x", 10}, {"1-1", 0}, {"1-1", 1001}} {
+		if _, err := CheckAfter(tc.after, tc.limit); bridge.ErrorCode(err) != bridge.ECodeInvalidRequest {
+			t.Errorf("CheckAfter(%q, %d) = %v, want invalid_request", tc.after, tc.limit, err)
+		}
+	}
+}

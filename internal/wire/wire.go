@@ -1,9 +1,13 @@
-package httpapi
+// Package wire is the JSON form of messages shared by the HTTP API and the
+// WebSocket protocol: the message envelope, the publish request and its
+// result. It knows the bridge domain and encoding/json, nothing else.
+package wire
 
 import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"time"
 	"unicode/utf8"
 
@@ -94,9 +98,9 @@ type PublishRequest struct {
 	Properties    *JSONProperties `json:"properties"`
 }
 
-// message turns the request into a bridge.Message, checking the JSON-level
+// Message turns the request into a bridge.Message, checking the JSON-level
 // rules (one payload field, base64 well-formed); the bridge checks the rest.
-func (r *PublishRequest) message() (bridge.Message, error) {
+func (r *PublishRequest) Message() (bridge.Message, error) {
 	msg := bridge.Message{Topic: r.Topic, QoS: 1, Retain: r.Retain}
 	if r.QoS != nil {
 		msg.QoS = *r.QoS
@@ -161,4 +165,54 @@ func (jp *JSONProperties) properties() (bridge.Properties, error) {
 		p.UserProperties = append(p.UserProperties, bridge.UserProperty(up))
 	}
 	return p, nil
+}
+
+func invalid(format string, args ...any) error {
+	return bridge.Errorf(bridge.ECodeInvalidRequest, format, args...)
+}
+
+// PublishResponse is the result of a successful publish.
+type PublishResponse struct {
+	Topic      string `json:"topic"`
+	QoS        byte   `json:"qos"`
+	ReasonCode *int   `json:"reason_code,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// NewPublishResponse describes the broker's answer to msg. QoS 0 has no
+// reason code: nothing was acknowledged.
+func NewPublishResponse(msg *bridge.Message, res bridge.PublishResult) PublishResponse {
+	body := PublishResponse{Topic: msg.Topic, QoS: msg.QoS}
+	if msg.QoS == 0 {
+		return body
+	}
+	rc := int(res.ReasonCode)
+	body.ReasonCode = &rc
+	body.Reason = bridge.ReasonName(res.ReasonCode)
+	if res.Reason != "" {
+		body.Reason += ": " + res.Reason
+	}
+	return body
+}
+
+// ErrorDetail is the inside of every JSON error: {"error": ErrorDetail}.
+type ErrorDetail struct {
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	ReasonCode *int   `json:"reason_code,omitempty"`
+}
+
+// Detail describes err for a client, and false when err is not a
+// *bridge.Error (an internal error, whose detail must not be shown).
+func Detail(err error) (ErrorDetail, bool) {
+	var e *bridge.Error
+	if !errors.As(err, &e) {
+		return ErrorDetail{Code: bridge.ECodeInternal, Message: "internal error"}, false
+	}
+	d := ErrorDetail{Code: e.Code, Message: e.Message}
+	if e.ReasonCode != 0 {
+		rc := int(e.ReasonCode)
+		d.ReasonCode = &rc
+	}
+	return d, true
 }

@@ -1,0 +1,392 @@
+package bridge
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqttbridge/mqttbridge/bridge/topic"
+)
+
+// FeedConfig bounds a feed's queue. Zero values get the defaults.
+type FeedConfig struct {
+	// Queue is how many deliveries may wait for the consumer; default 1024.
+	Queue int
+	// QueueBytes bounds the payload bytes waiting; default 8 MiB.
+	QueueBytes int
+}
+
+// Delivery is one message for a feed's consumer.
+type Delivery struct {
+	Event *Event
+	// Ack is set when the message was delivered on a QoS 1 subscription and
+	// has QoS >= 1: the client must acknowledge it.
+	Ack bool
+	// Snapshot marks a current value sent on subscribe.
+	Snapshot bool
+}
+
+// SubscribeOptions are the per-call settings of Feed.Subscribe.
+type SubscribeOptions struct {
+	// QoS is 0 (at most once) or 1 (acknowledged by the client).
+	QoS byte
+	// Snapshot sends the current value of every matching topic first.
+	Snapshot bool
+	// After replays the history after this message id first (and then
+	// Snapshot is not done).
+	After string
+}
+
+// Feed is one consumer's view of the message flow: a connection's
+// subscriptions and its bounded queue. Live messages are queued without ever
+// waiting; when the queue is full the feed fails with ErrSlowConsumer and
+// Done is closed. Snapshot and replay are queued in between without a gap
+// or a duplicate at the seam with the live flow.
+//
+// The consumer reads C, calls Took for each delivery once it is written,
+// and calls Close at the end. Subscribe and Unsubscribe must not be called
+// concurrently with each other.
+type Feed struct {
+	b     *Bridge
+	id    Identity
+	cfg   FeedConfig
+	seq   uint64      // orders feeds for deduplication in the hub
+	multi atomic.Bool // the feed has more than one filter
+	out   chan Delivery
+	bytes atomic.Int64
+	done  chan struct{}
+
+	mu      sync.Mutex
+	subs    map[string]*feedSub
+	held    []*Event          // live messages that wait for a snapshot or replay
+	snapIDs map[string]string // topic → id of the snapshot value sent
+	err     error
+}
+
+type feedSub struct {
+	qos   byte
+	hold  bool   // a snapshot or replay is under way: live messages wait
+	floor string // live messages up to this id were replayed already
+	since string // the newest id when the subscription went live
+}
+
+var feedSeq atomic.Uint64
+
+// NewFeed starts a feed for identity id with no subscriptions.
+func (b *Bridge) NewFeed(id Identity, cfg FeedConfig) *Feed {
+	if cfg.Queue <= 0 {
+		cfg.Queue = 1024
+	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = 8 << 20
+	}
+	return &Feed{
+		b: b, id: id, cfg: cfg, seq: feedSeq.Add(1),
+		out:     make(chan Delivery, cfg.Queue),
+		done:    make(chan struct{}),
+		subs:    map[string]*feedSub{},
+		snapIDs: map[string]string{},
+	}
+}
+
+// C delivers the feed's messages.
+func (f *Feed) C() <-chan Delivery { return f.out }
+
+// Done is closed when the feed fails or is closed; Err says why.
+func (f *Feed) Done() <-chan struct{} { return f.done }
+
+// Err is ErrSlowConsumer, ErrFeedClosed, or nil while the feed runs.
+func (f *Feed) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// Took tells the feed that d has left the queue (its bytes are free).
+func (f *Feed) Took(d Delivery) { f.bytes.Add(-int64(len(d.Event.Payload))) }
+
+// Subscriptions returns the feed's filters and their QoS.
+func (f *Feed) Subscriptions() map[string]byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]byte, len(f.subs))
+	for flt, s := range f.subs {
+		out[flt] = s.qos
+	}
+	return out
+}
+
+// Subscribe adds filters (or changes their QoS). Every filter is checked
+// first (CheckSubscribe); if one fails nothing changes. With opts.After the
+// history after that id is queued first: an error with ECodeGap means the
+// window no longer covers it, and the subscriptions are live anyway. With
+// opts.Snapshot the current values are queued first.
+func (f *Feed) Subscribe(ctx context.Context, filters []string, opts SubscribeOptions) error {
+	if opts.QoS > 1 {
+		return Errorf(ECodeInvalidRequest, "qos must be 0 or 1")
+	}
+	if opts.After != "" {
+		if _, _, err := ParseID(opts.After); err != nil {
+			return Errorf(ECodeInvalidRequest, "last_id %q is not a message id", truncate(opts.After))
+		}
+	}
+	for _, flt := range filters {
+		if err := f.b.CheckSubscribe(ctx, f.id, flt); err != nil {
+			return err
+		}
+	}
+	hold := opts.After != "" || opts.Snapshot
+	var added []string
+	f.mu.Lock()
+	if f.err != nil {
+		f.mu.Unlock()
+		return f.err
+	}
+	for _, flt := range filters {
+		if s, ok := f.subs[flt]; ok {
+			s.qos = opts.QoS
+			continue
+		}
+		f.subs[flt] = &feedSub{qos: opts.QoS, hold: hold}
+		f.b.hub.add(flt, f)
+		added = append(added, flt)
+	}
+	f.multi.Store(len(f.subs) > 1)
+	f.mu.Unlock()
+	if len(added) == 0 {
+		return nil
+	}
+
+	since, err := f.b.cfg.Store.LastID(ctx)
+	if err != nil {
+		f.Unsubscribe(added)
+		return err
+	}
+	var floor string
+	switch {
+	case opts.After != "":
+		floor, err = f.replay(ctx, added, opts.After)
+	case opts.Snapshot:
+		err = f.snapshot(ctx, added)
+	}
+	if err != nil && ErrorCode(err) != ECodeGap {
+		f.Unsubscribe(added)
+		return err
+	}
+	f.release(added, floor, since)
+	return err
+}
+
+// Unsubscribe removes filters; unknown ones are ignored.
+func (f *Feed) Unsubscribe(filters []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, flt := range filters {
+		if _, ok := f.subs[flt]; ok {
+			delete(f.subs, flt)
+			f.b.hub.remove(flt, f)
+		}
+	}
+	f.multi.Store(len(f.subs) > 1)
+}
+
+// Close removes every subscription and ends the feed; safe to call twice.
+func (f *Feed) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for flt := range f.subs {
+		f.b.hub.remove(flt, f)
+	}
+	f.subs = map[string]*feedSub{}
+	f.failLocked(ErrFeedClosed)
+}
+
+// deliver is called by the hub for each live message matching the feed.
+func (f *Feed) deliver(ev *Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deliverLocked(ev)
+}
+
+func (f *Feed) deliverLocked(ev *Event) {
+	if f.err != nil {
+		return
+	}
+	if id, ok := f.snapIDs[ev.Topic]; ok && compareIDs(ev.ID, id) <= 0 {
+		return // the snapshot already carried it, or something newer
+	}
+	var live, held, ack bool
+	for flt, s := range f.subs {
+		if !topic.Match(flt, ev.Topic) {
+			continue
+		}
+		switch {
+		case s.hold:
+			held = true
+		case s.floor != "" && compareIDs(ev.ID, s.floor) <= 0:
+			// replayed already
+		default:
+			live = true
+			ack = ack || s.qos > 0 && ev.QoS > 0
+		}
+	}
+	switch {
+	case live:
+		f.enqueueLocked(Delivery{Event: ev, Ack: ack})
+	case held:
+		if len(f.held) >= f.cfg.Queue*4 {
+			f.failLocked(ErrSlowConsumer)
+			return
+		}
+		f.held = append(f.held, ev)
+	}
+}
+
+func (f *Feed) enqueueLocked(d Delivery) {
+	n := int64(len(d.Event.Payload))
+	if f.bytes.Load()+n > int64(f.cfg.QueueBytes) && len(f.out) > 0 {
+		f.failLocked(ErrSlowConsumer)
+		return
+	}
+	select {
+	case f.out <- d:
+		f.bytes.Add(n)
+	default:
+		f.failLocked(ErrSlowConsumer)
+	}
+}
+
+// enqueueWait queues a snapshot or replay delivery, waiting while the queue
+// is more than half full so that live messages keep room.
+func (f *Feed) enqueueWait(ctx context.Context, d Delivery) error {
+	for len(f.out) > cap(f.out)/2 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.done:
+			return f.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.enqueueLocked(d)
+	return f.err
+}
+
+func (f *Feed) failLocked(err error) {
+	if f.err != nil {
+		return
+	}
+	f.err = err
+	f.held = nil
+	close(f.done)
+}
+
+// replay queues the history after `after` that matches the added filters,
+// skipping what other live subscriptions delivered already. It returns the
+// newest id it read.
+func (f *Feed) replay(ctx context.Context, added []string, after string) (string, error) {
+	cursor, newest := after, ""
+	for {
+		msgs, err := f.b.cfg.Store.After(ctx, cursor, 500)
+		if err != nil {
+			return newest, err
+		}
+		if len(msgs) == 0 {
+			return newest, nil
+		}
+		for _, m := range msgs {
+			cursor, newest = m.ID, m.ID
+			match, ack, seen := f.classify(&m, added)
+			if !match || seen {
+				continue
+			}
+			if err := f.enqueueWait(ctx, Delivery{Event: NewEvent(m), Ack: ack}); err != nil {
+				return newest, err
+			}
+		}
+	}
+}
+
+// classify says whether m matches one of the added filters, whether it
+// needs an ack there, and whether another live subscription has delivered
+// it already.
+func (f *Feed) classify(m *Message, added []string) (match, ack, seen bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, flt := range added {
+		if s, ok := f.subs[flt]; ok && topic.Match(flt, m.Topic) {
+			match = true
+			ack = ack || s.qos > 0 && m.QoS > 0
+		}
+	}
+	for flt, s := range f.subs {
+		if s.hold || !topic.Match(flt, m.Topic) {
+			continue
+		}
+		// Live since `since`, and replayed up to `floor`.
+		if compareIDs(m.ID, s.since) > 0 || s.floor != "" && compareIDs(m.ID, s.floor) <= 0 {
+			seen = true
+		}
+	}
+	return match, ack, seen
+}
+
+// snapshot queues the current value of every topic the added filters match.
+func (f *Feed) snapshot(ctx context.Context, added []string) error {
+	sent := map[string]bool{}
+	for _, flt := range added {
+		after := ""
+		for {
+			msgs, next, err := f.b.cfg.Store.List(ctx, flt, after, 1000)
+			if err != nil {
+				return err
+			}
+			for _, m := range msgs {
+				if sent[m.Topic] {
+					continue
+				}
+				sent[m.Topic] = true
+				f.mu.Lock()
+				f.snapIDs[m.Topic] = m.ID
+				f.mu.Unlock()
+				if err := f.enqueueWait(ctx, Delivery{Event: NewEvent(m), Snapshot: true}); err != nil {
+					return err
+				}
+			}
+			if next == "" {
+				break
+			}
+			after = next
+		}
+	}
+	return nil
+}
+
+// release makes the added subscriptions live and hands over the messages
+// that waited meanwhile.
+func (f *Feed) release(added []string, floor, since string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, flt := range added {
+		if s, ok := f.subs[flt]; ok {
+			s.hold, s.floor, s.since = false, floor, since
+		}
+	}
+	held := f.held
+	f.held = nil
+	for _, ev := range held {
+		f.deliverLocked(ev)
+	}
+}
+
+// compareIDs compares two message ids; ids that do not parse sort first.
+func compareIDs(a, b string) int {
+	c, _ := CompareIDs(a, b)
+	return c
+}

@@ -1,0 +1,146 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/wire"
+)
+
+// streamMessage is the data of an SSE message event: the envelope, and
+// snapshot for current values sent at the start.
+type streamMessage struct {
+	wire.Envelope
+	Snapshot bool `json:"snapshot,omitempty"`
+}
+
+type sseKey struct{}
+
+// stream is GET /v1/stream: Server-Sent Events of every message matching
+// the filters. `id:` is the message id; Last-Event-ID (header, or the
+// last_event_id query parameter) resumes after it from the history.
+func (s *Server) stream(c *gin.Context) {
+	if err := checkQuery(c, "filter", "snapshot", "last_event_id"); err != nil {
+		s.fail(c, err)
+		return
+	}
+	q := c.Request.URL.Query()
+	filters := q["filter"]
+	if len(filters) == 0 || len(filters) > 100 {
+		s.fail(c, invalid("give 1 to 100 filter parameters, e.g. filter=%s", "plant/%23"))
+		return
+	}
+	var snapshot bool
+	if v := q.Get("snapshot"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			s.fail(c, invalid("snapshot must be true or false, not %q", v))
+			return
+		}
+		snapshot = b
+	}
+	last := c.GetHeader("Last-Event-ID")
+	if last == "" {
+		last = q.Get("last_event_id")
+	}
+	if last != "" {
+		if _, _, err := bridge.ParseID(last); err != nil {
+			s.fail(c, invalid("Last-Event-ID %q is not a message id", last))
+			return
+		}
+	}
+	id := identity(c)
+	for _, f := range filters {
+		if err := s.bridge.CheckSubscribe(c, id, f); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+
+	feed := s.bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.StreamQueue})
+	defer feed.Close()
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	c.Status(http.StatusOK)
+	rc := http.NewResponseController(c.Writer)
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Writer.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !write([]byte("retry: 1000\n\n")) {
+		return
+	}
+
+	// The snapshot or replay waits on the queue this loop drains.
+	subscribed := make(chan error, 1)
+	go func() {
+		subscribed <- feed.Subscribe(c, filters, bridge.SubscribeOptions{Snapshot: snapshot && last == "", After: last})
+	}()
+	heartbeat := time.NewTicker(s.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case d := <-feed.C():
+			feed.Took(d)
+			if !write(sseEvent(d)) {
+				return
+			}
+		case err := <-subscribed:
+			subscribed = nil
+			switch {
+			case err == nil:
+			case bridge.ErrorCode(err) == bridge.ECodeGap:
+				if !write(sseData("gap", map[string]string{"last_id": last, "message": "messages after Last-Event-ID have left the history window; re-read current values"})) {
+					return
+				}
+			default:
+				d, _ := wire.Detail(err)
+				write(sseData("error", d))
+				return
+			}
+		case <-heartbeat.C:
+			if !write([]byte(": keep-alive\n\n")) {
+				return
+			}
+		case <-feed.Done():
+			d, _ := wire.Detail(feed.Err())
+			write(sseData("error", d))
+			return
+		case <-c.Request.Context().Done():
+			return
+		}
+	}
+}
+
+// sseEvent is the SSE form of a delivery, built once per message for every
+// stream. Snapshot values carry no id, so that they do not move the
+// client's Last-Event-ID.
+func sseEvent(d bridge.Delivery) []byte {
+	if d.Snapshot {
+		return sseData("message", streamMessage{wire.NewEnvelope(&d.Event.Message, time.Now()), true})
+	}
+	return d.Event.Encoded(sseKey{}, func(m *bridge.Message) any {
+		var b bytes.Buffer
+		b.WriteString("id: ")
+		b.WriteString(m.ID)
+		b.WriteByte('\n')
+		b.Write(sseData("message", streamMessage{Envelope: wire.NewEnvelope(m, time.Now())}))
+		return b.Bytes()
+	}).([]byte)
+}
+
+func sseData(event string, v any) []byte {
+	data, _ := json.Marshal(v)
+	return []byte("event: " + event + "\ndata: " + string(data) + "\n\n")
+}

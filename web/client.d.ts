@@ -1,0 +1,227 @@
+// Type declarations for client.js, the mqttbridge WebSocket client
+// (protocol: docs/websocket.md).
+
+/** MQTT v5 properties, as in the message envelope and POST /v1/publish. */
+export interface MessageProperties {
+  content_type?: string;
+  payload_format?: 0 | 1;
+  /** seconds left (received) or seconds to live (publish) */
+  message_expiry?: number;
+  response_topic?: string;
+  correlation_data?: string;
+  correlation_data_base64?: string;
+  user_properties?: Array<{ key: string; value: string }>;
+}
+
+/** The answer to a publish, as the REST publish gives it. */
+export interface PublishResult {
+  topic: string;
+  qos: 0 | 1 | 2;
+  reason_code: number;
+  reason: string;
+}
+
+/** An error with a machine-readable code: the server's (invalid_topic,
+ * invalid_request, topic_not_bridged, forbidden, broker_unavailable,
+ * timeout, payload_too_large, …) or the client's ("timeout": no answer
+ * within the request timeout; "connection_lost": the connection closed
+ * while a publish waited for its answer, so its outcome is unknown;
+ * "closed": close() was called; "protocol": the server sent something
+ * unreadable). */
+export class MqttBridgeError extends Error {
+  constructor(code: string, message?: string, details?: Record<string, unknown>);
+  readonly code: string;
+  /** the broker's MQTT reason code when it refused a publish */
+  readonly reasonCode?: number;
+  /** the request id the server answered */
+  readonly ref?: string;
+  /** for a refused re-subscription after a reconnect: its filter */
+  filter?: string;
+}
+
+/** A received message. */
+export class BridgeMessage {
+  /** "<milliseconds>-<sequence>"; compare with compareIds, never as text */
+  readonly id: string;
+  readonly topic: string;
+  /** the payload, when it is valid UTF-8 */
+  readonly payload?: string;
+  /** the payload in base64, when it is not valid UTF-8 */
+  readonly payload_base64?: string;
+  readonly qos: 0 | 1 | 2;
+  readonly retain: boolean;
+  readonly properties?: MessageProperties;
+  /** RFC 3339 time the bridge received it */
+  readonly received_at?: string;
+  /** a current value sent because the subscription asked for a snapshot */
+  readonly snapshot: boolean;
+  /** the server waits for an acknowledgement (QoS 1 subscription) */
+  readonly needsAck: boolean;
+  /** whether the payload came as payload_base64 */
+  readonly binary: boolean;
+  /** the payload bytes (a fresh copy each call) */
+  bytes(): Uint8Array;
+  /** the payload as text (binary payloads decoded as UTF-8, lossy) */
+  text(): string;
+  /** the payload parsed as JSON; throws when it is not JSON */
+  json<T = unknown>(): T;
+  /** acknowledges a QoS 1 delivery (only needed with autoAck: false);
+   * idempotent */
+  ack(): void;
+}
+
+/** A callback may return a promise: with autoAck the acknowledgement is
+ * sent once it settles. */
+export type MessageCallback = (msg: BridgeMessage) => void | Promise<unknown>;
+
+export interface SubscribeOptions {
+  /** 0 (default) or 1: with 1, messages of QoS >= 1 need an acknowledgement */
+  qos?: 0 | 1;
+  /** first send the current value of every matching topic (default false) */
+  snapshot?: boolean;
+  /** acknowledge QoS 1 deliveries when the callback returns (default: the
+   * client's autoAck, true). With false, call msg.ack(). */
+  autoAck?: boolean;
+}
+
+/** One subscribe() call. */
+export class Subscription {
+  readonly filter: string;
+  readonly qos: 0 | 1;
+  readonly snapshot: boolean;
+  readonly autoAck: boolean;
+  readonly callback: MessageCallback;
+  /** false once unsubscribed, or when the server refused it after a reconnect */
+  readonly active: boolean;
+  /** stops the callback at once; resolves when the server confirmed (at
+   * once when another subscription still uses the same filter) */
+  unsubscribe(): Promise<void>;
+}
+
+export interface PublishOptions {
+  /** 0, 1 or 2 (server default 1) */
+  qos?: 0 | 1 | 2;
+  retain?: boolean;
+  properties?: MessageProperties;
+}
+
+export interface MqttBridgeOptions {
+  /** reconnect delays in ms (doubling from min to max, with jitter); false:
+   * never reconnect. Default {min: 250, max: 10000}. */
+  reconnect?: { min?: number; max?: number } | false;
+  /** ms to wait for an answer (and for the welcome); default 10000 */
+  requestTimeout?: number;
+  /** ms between pings (no pong within requestTimeout: reconnect); 0 turns
+   * pings off; default 20000 */
+  pingInterval?: number;
+  /** default for SubscribeOptions.autoAck; default true */
+  autoAck?: boolean;
+  /** after a gap, re-subscribe every filter with a snapshot so current
+   * values catch up; default true */
+  catchUpOnGap?: boolean;
+  /** refuse, without sending, a publish whose frame is larger than this
+   * many bytes (the server closes the connection for it); 0: no check;
+   * default 65536 (the server's ws.read_limit default) */
+  maxFrameSize?: number;
+  /** a session id to resume (from a previous client's .session) */
+  session?: string;
+  /** the last message id processed, to resume after (from .lastId) */
+  lastId?: string;
+  /** the WebSocket class; default globalThis.WebSocket */
+  WebSocket?: new (url: string) => WebSocket;
+}
+
+export type ConnectionState = "connecting" | "open" | "closed";
+
+export interface StateInfo {
+  /** "connecting": how many attempts failed before this one */
+  attempt?: number;
+  /** "connecting": the URL, with session and last_id */
+  url?: string;
+  /** "open": the session and whether the server resumed it */
+  session?: string | null;
+  resumed?: boolean;
+  /** "closed": the close code and reason */
+  code?: number;
+  reason?: string;
+  wasClean?: boolean;
+  /** "closed": ms until the next attempt (absent when final) */
+  reconnectIn?: number;
+  /** "closed": true when the client will not reconnect (close() was called) */
+  final?: boolean;
+}
+
+export interface WelcomeFrame {
+  type: "welcome";
+  session: string;
+  resumed: boolean;
+  last_id: string;
+}
+
+export interface GapFrame {
+  type: "gap";
+  /** the request that asked for the replay, when a subscribe did */
+  ref?: string;
+  /** the id the replay was asked from */
+  last_id: string;
+  message: string;
+}
+
+export interface MqttBridgeEvents {
+  state: (state: ConnectionState, info: StateInfo) => void;
+  welcome: (frame: WelcomeFrame) => void;
+  /** every message delivered (once, even when several subscriptions match) */
+  message: (msg: BridgeMessage) => void;
+  /** the history no longer covers the resume point: messages may be lost */
+  gap: (frame: GapFrame) => void;
+  /** errors that belong to no request, and exceptions thrown by callbacks */
+  error: (err: Error) => void;
+}
+
+export class MqttBridge {
+  /**
+   * @param url ws://, wss://, http(s):// URL or path of /v1/ws; default: v1/ws
+   *   beside client.js (else on location)
+   */
+  constructor(url?: string | URL, options?: MqttBridgeOptions);
+  constructor(options: MqttBridgeOptions);
+
+  readonly state: ConnectionState;
+  /** the session id of the last welcome */
+  readonly session: string | null;
+  /** the newest message id seen: where a resume starts */
+  readonly lastId: string | null;
+  readonly subscriptions: Subscription[];
+
+  on<E extends keyof MqttBridgeEvents>(event: E, listener: MqttBridgeEvents[E]): () => void;
+  off<E extends keyof MqttBridgeEvents>(event: E, listener: MqttBridgeEvents[E]): void;
+
+  /** resolves once connected (welcome received) */
+  whenOpen(timeoutMs?: number): Promise<void>;
+
+  subscribe(filter: string, callback?: MessageCallback, options?: SubscribeOptions): Promise<Subscription>;
+  subscribe(filter: string, options: SubscribeOptions): Promise<Subscription>;
+
+  /** string: payload; bytes (Uint8Array, ArrayBuffer, typed arrays, Blob):
+   * payload_base64; anything else: payload_json */
+  publish(
+    topic: string,
+    payload: string | Uint8Array | ArrayBuffer | ArrayBufferView | Blob | unknown,
+    options?: PublishOptions,
+  ): Promise<PublishResult>;
+
+  /** closes for good; queued acknowledgements are sent first */
+  close(): void;
+
+  /** test hook: drops the socket as a network failure would */
+  _dropForTest(): void;
+}
+
+/** Whether topic matches the MQTT filter (+, #, the $ rule, $share/). */
+export function topicMatches(filter: string, topic: string): boolean;
+/** Compares ids "<ms>-<seq>" numerically: <0, 0 or >0. */
+export function compareIds(a: string, b: string): number;
+/** Parses an id into [ms, seq], or null. */
+export function parseId(id: string): [number, number] | null;
+
+export default MqttBridge;

@@ -1,0 +1,281 @@
+package wsproxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/wire"
+)
+
+// Close codes beyond RFC 6455's, documented in docs/websocket.md.
+const (
+	CloseSlowConsumer = 4001 // the outgoing queue was full
+	CloseTooManyUnack = 4002 // too many unacknowledged QoS 1 messages
+)
+
+// Config configures the WebSocket endpoint. Zero values get the defaults.
+type Config struct {
+	// Bridge does the work; required.
+	Bridge *bridge.Bridge
+	// Sessions keeps sessions between connections; required.
+	Sessions bridge.Sessions
+	// ReadLimit is the largest frame a client may send, in bytes; default
+	// 64 KiB.
+	ReadLimit int64
+	// QueueMessages and QueueBytes bound each connection's outgoing queue;
+	// defaults 1024 messages and 8 MiB.
+	QueueMessages int
+	QueueBytes    int
+	// WriteTimeout bounds writing one frame; default 10s.
+	WriteTimeout time.Duration
+	// PingInterval is how often the server pings; default 25s.
+	PingInterval time.Duration
+	// PongTimeout closes a connection that has sent nothing (not even a
+	// pong) for this long; default 60s.
+	PongTimeout time.Duration
+	// MaxPending is the most unacknowledged QoS 1 messages per session;
+	// default 1000.
+	MaxPending int
+	// SessionTTL is how long a session outlives its connection; default 5m.
+	SessionTTL time.Duration
+	// AllowedOrigins may open connections besides the server's own origin
+	// and localhost origins: exact origins like "https://app.example.com",
+	// or "*" for any.
+	AllowedOrigins []string
+	// Logger; default discards.
+	Logger *slog.Logger
+}
+
+// Server serves GET /v1/ws.
+type Server struct {
+	cfg Config
+	up  websocket.Upgrader
+	log *slog.Logger
+
+	mu      sync.Mutex
+	conns   map[*conn]struct{}
+	closing bool
+	wg      sync.WaitGroup
+
+	slowClosed atomic.Uint64
+}
+
+// New returns the WebSocket endpoint.
+func New(cfg Config) (*Server, error) {
+	if cfg.Bridge == nil || cfg.Sessions == nil {
+		return nil, errors.New("wsproxy: Config.Bridge and Config.Sessions are required")
+	}
+	if cfg.ReadLimit <= 0 {
+		cfg.ReadLimit = 64 << 10
+	}
+	if cfg.QueueMessages <= 0 {
+		cfg.QueueMessages = 1024
+	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = 8 << 20
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 25 * time.Second
+	}
+	if cfg.PongTimeout <= 0 {
+		cfg.PongTimeout = 60 * time.Second
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 1000
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{}}
+	s.up = websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		CheckOrigin:     s.checkOrigin,
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			writeError(w, status, "invalid_request", reason.Error())
+		},
+	}
+	return s, nil
+}
+
+// SlowClosed counts connections closed because their queue was full.
+func (s *Server) SlowClosed() uint64 { return s.slowClosed.Load() }
+
+// checkOrigin admits requests without Origin (not from a browser), the
+// server's own origin, localhost origins and the configured ones.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	switch host := u.Hostname(); {
+	case host == "localhost", net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback():
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// connectParams are the query parameters of GET /v1/ws.
+type connectParams struct {
+	filters  []string
+	qos      byte
+	snapshot bool
+	session  string
+	lastID   string
+}
+
+func parseConnect(q url.Values) (connectParams, error) {
+	var p connectParams
+	for name := range q {
+		switch name {
+		case "filter", "qos", "snapshot", "session", "last_id":
+		default:
+			return p, bridge.Errorf(bridge.ECodeInvalidRequest, "unknown query parameter %q (known: filter, qos, snapshot, session, last_id)", name)
+		}
+	}
+	p.filters = q["filter"]
+	if len(p.filters) > maxFilters {
+		return p, bridge.Errorf(bridge.ECodeInvalidRequest, "at most %d filters at once", maxFilters)
+	}
+	switch v := q.Get("qos"); v {
+	case "", "0":
+	case "1":
+		p.qos = 1
+	default:
+		return p, bridge.Errorf(bridge.ECodeInvalidRequest, "qos must be 0 or 1, not %q", v)
+	}
+	if v := q.Get("snapshot"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return p, bridge.Errorf(bridge.ECodeInvalidRequest, "snapshot must be true or false, not %q", v)
+		}
+		p.snapshot = b
+	}
+	p.session = q.Get("session")
+	if len(p.session) > 64 {
+		return p, bridge.Errorf(bridge.ECodeInvalidRequest, "session is not one this server issued")
+	}
+	p.lastID = q.Get("last_id")
+	if p.lastID != "" {
+		if _, _, err := bridge.ParseID(p.lastID); err != nil {
+			return p, bridge.Errorf(bridge.ECodeInvalidRequest, "last_id %q is not a message id", p.lastID)
+		}
+	}
+	return p, nil
+}
+
+// ServeHTTP upgrades GET /v1/ws and runs the connection until it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	params, err := parseConnect(r.URL.Query())
+	if err != nil {
+		d, _ := wire.Detail(err)
+		writeError(w, http.StatusBadRequest, d.Code, d.Message)
+		return
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		writeError(w, http.StatusBadRequest, bridge.ECodeInvalidRequest, "this endpoint speaks WebSocket: send an Upgrade: websocket request")
+		return
+	}
+	if !s.checkOrigin(r) {
+		writeError(w, http.StatusForbidden, bridge.ECodeForbidden, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed")
+		return
+	}
+	for _, f := range params.filters {
+		if err := s.cfg.Bridge.CheckSubscribe(r.Context(), bridge.Identity{}, f); err != nil {
+			d, _ := wire.Detail(err)
+			status := http.StatusBadRequest
+			if d.Code == bridge.ECodeForbidden {
+				status = http.StatusForbidden
+			}
+			writeError(w, status, d.Code, d.Message)
+			return
+		}
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, bridge.ECodeBrokerUnavailable, "the server is shutting down")
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	ws, err := s.up.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered
+	}
+	c := newConn(s, ws, bridge.Identity{})
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	c.run(r.Context(), params)
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown closes every connection with 1001 (going away), saving their
+// sessions, and waits for them to end or ctx to be done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for c := range s.conns {
+		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	b, _ := jsonMarshal(map[string]wire.ErrorDetail{"error": {Code: code, Message: msg}})
+	_, _ = w.Write(b)
+}
+
+func newSessionID() string {
+	var b [18]byte
+	_, _ = rand.Read(b[:])
+	return "s_" + base64.RawURLEncoding.EncodeToString(b[:])
+}
