@@ -2,7 +2,7 @@
 # on 127.0.0.1:1883 and the Redis on 127.0.0.1:6379 (see README.md).
 GO ?= go
 
-.PHONY: test vet web-deps fuzz build run bench-smoke
+.PHONY: test vet web-deps fuzz build run
 
 test: vet web-deps
 	$(GO) test -race -count=1 -timeout 15m ./...

@@ -21,6 +21,16 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+/** A topic as code that may wrap only after a "/". */
+function topicCode(topic, cls) {
+  const code = el("code", { class: cls });
+  topic.split("/").forEach((level, i) => {
+    if (i > 0) code.append("/", el("wbr"));
+    code.append(level);
+  });
+  return code;
+}
+
 function show(node, text, kind) {
   node.textContent = text;
   node.hidden = !text;
@@ -105,7 +115,7 @@ function renderSubs() {
       return el(
         "li",
         { "data-testid": "subscription", "data-filter": sub.filter },
-        el("code", { class: "filter", text: sub.filter }),
+        topicCode(sub.filter, "filter"),
         el("span", { class: "meta", text: meta.join(" · ") }),
         btn,
       );
@@ -184,16 +194,6 @@ function time(msg) {
   const d = msg.received_at ? new Date(msg.received_at) : new Date();
   const t = Number.isNaN(d.getTime()) ? new Date() : d;
   return t.toLocaleTimeString([], { hour12: false }) + "." + String(t.getMilliseconds()).padStart(3, "0");
-}
-
-/** A topic as code that may wrap only after a "/". */
-function topicCode(topic) {
-  const code = el("code");
-  topic.split("/").forEach((level, i) => {
-    if (i > 0) code.append("/", el("wbr"));
-    code.append(level);
-  });
-  return code;
 }
 
 function row(msg) {
