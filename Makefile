@@ -31,3 +31,6 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzValidateFilter -fuzztime=30s ./bridge/topic/
 	$(GO) test -run='^$$' -fuzz=FuzzMatchTrie -fuzztime=30s ./bridge/topic/
 	$(GO) test -run='^$$' -fuzz=FuzzOverlap -fuzztime=30s ./bridge/topic/
+	$(GO) test -run='^$$' -fuzz=FuzzCoveredBy -fuzztime=30s ./bridge/topic/
+	$(GO) test -run='^$$' -fuzz=FuzzPattern -fuzztime=30s ./bridge/acl/
+	$(GO) test -run='^$$' -fuzz=FuzzToken -fuzztime=30s ./internal/auth/

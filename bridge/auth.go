@@ -1,6 +1,9 @@
 package bridge
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Action is what an identity wants to do with a topic or filter.
 type Action string
@@ -17,13 +20,60 @@ type Identity struct {
 	Name string
 	// ClientID is the client id of a connection, when there is one.
 	ClientID string
+	// Rules are the identity's topic permissions, as the authenticator
+	// found them (nil: none). The Authorizer reads them; AllowAll ignores
+	// them.
+	Rules *Rules
+	// Expires is when the credentials expire; zero means never. Long-lived
+	// connections end then.
+	Expires time.Time
+}
+
+// IsAnonymous reports whether id is the zero Identity's caller: no name.
+func (id Identity) IsAnonymous() bool { return id.Name == "" }
+
+// Rules are topic permissions: MQTT filters per action, which may use %u
+// (the identity's name) and %c (its client id) as whole levels, e.g.
+// devices/%u/#.
+type Rules struct {
+	Publish   []string `json:"publish,omitempty" yaml:"publish"`
+	Subscribe []string `json:"subscribe,omitempty" yaml:"subscribe"`
+	Request   []string `json:"request,omitempty" yaml:"request"`
+}
+
+// For returns the patterns of one action.
+func (r *Rules) For(a Action) []string {
+	if r == nil {
+		return nil
+	}
+	switch a {
+	case ActionPublish:
+		return r.Publish
+	case ActionSubscribe:
+		return r.Subscribe
+	case ActionRequest:
+		return r.Request
+	}
+	return nil
 }
 
 // Authorizer decides whether an identity may perform an action on a topic
 // name or filter. Every operation of the Bridge calls it; it returns nil or
-// an *Error with ECodeForbidden saying why.
+// an *Error with ECodeForbidden saying why. For a filter it allows only
+// when every topic the filter can match is allowed.
 type Authorizer interface {
 	Authorize(ctx context.Context, id Identity, action Action, topic string) error
+}
+
+// PartialAuthorizer is an Authorizer that can also tell whether an
+// identity may act on some (not necessarily every) topic a filter matches.
+// Bridge.List uses it to refuse at once a filter that reaches nothing
+// allowed; without it, List checks every topic it finds.
+type PartialAuthorizer interface {
+	Authorizer
+	// AuthorizeSome returns nil when some topic the filter matches may be
+	// allowed, else an *Error with ECodeForbidden.
+	AuthorizeSome(ctx context.Context, id Identity, action Action, filter string) error
 }
 
 // AllowAll is the Authorizer used until authentication is configured.
@@ -33,3 +83,19 @@ type AllowAll struct{}
 func (AllowAll) Authorize(context.Context, Identity, Action, string) error { return nil }
 
 var _ Authorizer = AllowAll{}
+
+// Limiter rate-limits what an identity does. The Bridge calls Allow for
+// every publish (REST, batch items, WebSocket frames alike) and every
+// request, after the operation's checks and before it is sent; a refusal
+// is an *Error with ECodeRateLimited and RetryAfter set.
+type Limiter interface {
+	Allow(id Identity, action Action) error
+}
+
+// NoLimit is the Limiter that allows everything.
+type NoLimit struct{}
+
+// Allow allows.
+func (NoLimit) Allow(Identity, Action) error { return nil }
+
+var _ Limiter = NoLimit{}

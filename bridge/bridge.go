@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -22,6 +23,17 @@ type Config struct {
 	MaxPayload int
 	// StoreTimeout bounds each store call made while ingesting; default 2s.
 	StoreTimeout time.Duration
+	// Limiter rate-limits publishes and requests; default NoLimit.
+	Limiter Limiter
+	// Limits bound topics and connections (limits.go); zero values mean
+	// the MQTT maximum or no limit.
+	Limits Limits
+	// Leases grants the ingest lease of each broker; default: the Store,
+	// when it implements Leases (both stores do).
+	Leases Leases
+	// LeaseTTL is how long an ingest lease lasts without renewal: the
+	// longest a dead holder delays ingest. Default 5s.
+	LeaseTTL time.Duration
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -30,6 +42,12 @@ type Config struct {
 type Route struct {
 	Filters  []string
 	Upstream Upstream
+	// Ingest opens the subscription to Filters that records the broker's
+	// messages; the bridge runs it only while it holds the broker's ingest
+	// lease. nil: the route is not ingested.
+	Ingest IngestFunc
+
+	state *ingestState
 }
 
 // Bridge is the core service: it validates and authorizes every operation,
@@ -40,7 +58,13 @@ type Bridge struct {
 	routes []Route
 	owners *topic.Trie[int] // route filters → index in routes
 	hub    *hub
+	conns  connCounter
+	leases Leases
 	log    *slog.Logger
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+
+	replies replies // requests waiting for their reply (request.go)
 
 	ingested   atomic.Uint64
 	ingestErrs atomic.Uint64
@@ -54,6 +78,9 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Authorizer == nil {
 		cfg.Authorizer = AllowAll{}
 	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = NoLimit{}
+	}
 	if cfg.MaxPayload <= 0 {
 		cfg.MaxPayload = 1 << 20
 	}
@@ -63,7 +90,13 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{cfg: cfg, owners: topic.NewTrie[int](), hub: newHub(), log: cfg.Logger}, nil
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 5 * time.Second
+	}
+	if cfg.Leases == nil {
+		cfg.Leases, _ = cfg.Store.(Leases)
+	}
+	return &Bridge{cfg: cfg, owners: topic.NewTrie[int](), hub: newHub(), leases: cfg.Leases, log: cfg.Logger}, nil
 }
 
 // AddRoute makes up the owner of filters. It must be called before the
@@ -82,9 +115,13 @@ func (b *Bridge) AddRoute(r Route) error {
 			}
 		}
 	}
+	if r.Ingest != nil && b.leases == nil {
+		return fmt.Errorf("bridge: route %q ingests, but there are no Leases", r.Upstream.Name())
+	}
 	for _, f := range r.Filters {
 		b.owners.Add(f, len(b.routes))
 	}
+	r.state = &ingestState{}
 	b.routes = append(b.routes, r)
 	return nil
 }
@@ -109,6 +146,9 @@ func (b *Bridge) Publish(ctx context.Context, id Identity, msg Message) (Publish
 	if err != nil {
 		return PublishResult{}, err
 	}
+	if err := b.cfg.Limiter.Allow(id, ActionPublish); err != nil {
+		return PublishResult{}, err
+	}
 	if msg.ReceivedAt.IsZero() {
 		msg.ReceivedAt = time.Now()
 	}
@@ -123,7 +163,7 @@ func (b *Bridge) CheckPublish(ctx context.Context, id Identity, msg Message) err
 }
 
 func (b *Bridge) checkPublish(ctx context.Context, id Identity, msg *Message) (Upstream, error) {
-	if err := validateName(msg.Topic); err != nil {
+	if err := b.validateName(msg.Topic); err != nil {
 		return nil, err
 	}
 	if msg.QoS > 2 {
@@ -143,7 +183,7 @@ func (b *Bridge) checkPublish(ctx context.Context, id Identity, msg *Message) (U
 
 // Last returns the last value of an exact topic.
 func (b *Bridge) Last(ctx context.Context, id Identity, name string) (Message, error) {
-	if err := validateName(name); err != nil {
+	if err := b.validateName(name); err != nil {
 		return Message{}, err
 	}
 	if err := b.cfg.Authorizer.Authorize(ctx, id, ActionSubscribe, name); err != nil {
@@ -157,11 +197,9 @@ func (b *Bridge) Last(ctx context.Context, id Identity, name string) (Message, e
 
 // List returns a page of last values of topics matching filter; see
 // Store.List. limit is clamped to 1..1000 (0 means 100).
+// Topics the identity may not read are left out (see listAllowed).
 func (b *Bridge) List(ctx context.Context, id Identity, filter, after string, limit int) ([]Message, string, error) {
-	if err := topic.ValidateFilter(filter); err != nil {
-		return nil, "", Errorf(ECodeInvalidTopic, "filter %q: %v", truncate(filter), err)
-	}
-	if err := b.cfg.Authorizer.Authorize(ctx, id, ActionSubscribe, filter); err != nil {
+	if err := b.validateFilter(filter); err != nil {
 		return nil, "", err
 	}
 	switch {
@@ -170,7 +208,14 @@ func (b *Bridge) List(ctx context.Context, id Identity, filter, after string, li
 	case limit > 1000:
 		limit = 1000
 	}
-	return b.cfg.Store.List(ctx, filter, after, limit)
+	err := b.cfg.Authorizer.Authorize(ctx, id, ActionSubscribe, filter)
+	switch {
+	case err == nil:
+		return b.cfg.Store.List(ctx, filter, after, limit)
+	case ErrorCode(err) == ECodeForbidden:
+		return b.listAllowed(ctx, id, filter, after, limit, err)
+	}
+	return nil, "", err
 }
 
 // Delete clears the retained message of a topic on its broker (an empty
@@ -196,14 +241,16 @@ func (b *Bridge) Ingest(msg Message) {
 		return
 	}
 	b.ingested.Add(1)
-	b.hub.publish(NewEvent(stored))
+	if _, tailed := b.cfg.Store.(Tailer); !tailed {
+		b.hub.publish(NewEvent(stored))
+	}
 }
 
 // CheckSubscribe checks that id may subscribe to filter: a valid filter,
 // inside what one configured broker bridges, and allowed by the authorizer.
 func (b *Bridge) CheckSubscribe(ctx context.Context, id Identity, filter string) error {
-	if err := topic.ValidateFilter(filter); err != nil {
-		return Errorf(ECodeInvalidTopic, "filter %q: %v", truncate(filter), err)
+	if err := b.validateFilter(filter); err != nil {
+		return err
 	}
 	bridged := false
 	for _, r := range b.routes {
@@ -237,6 +284,7 @@ func (b *Bridge) Problems(ctx context.Context) []string {
 	}
 	for _, r := range b.routes {
 		out = append(out, r.Upstream.Problems()...)
+		out = append(out, r.state.problems(r.Upstream.Name())...)
 	}
 	if err := b.cfg.Store.Ping(ctx); err != nil {
 		out = append(out, "store: "+err.Error())

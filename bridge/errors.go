@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Application error codes. httpapi maps each to one HTTP status; anything
@@ -24,6 +25,7 @@ const (
 	ECodeInternal          = "internal"           // a bug or an unexpected failure
 	ECodeSlowConsumer      = "slow_consumer"      // a client's queue overflowed
 	ECodeClosed            = "closed"             // the feed or connection was closed
+	ECodeFenced            = "fenced"             // this instance no longer holds the ingest lease
 )
 
 // Error is the one application error type. Code is one of the ECode
@@ -34,6 +36,8 @@ type Error struct {
 	// ReasonCode is the MQTT reason code when the broker refused (>= 0x80),
 	// else 0.
 	ReasonCode byte
+	// RetryAfter is when to try again, for ECodeRateLimited; 0 when unknown.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -73,6 +77,10 @@ var (
 
 // ErrSlowConsumer: a feed's queue was full; the client is disconnected.
 var ErrSlowConsumer = &Error{Code: ECodeSlowConsumer, Message: "the client did not keep up: its queue is full"}
+
+// ErrFenced: the ingest lease is held by another instance; nothing was
+// written.
+var ErrFenced = &Error{Code: ECodeFenced, Message: "the ingest lease is held by another instance"}
 
 // ErrFeedClosed: the feed was closed by its owner.
 var ErrFeedClosed = &Error{Code: ECodeClosed, Message: "closed"}

@@ -143,6 +143,10 @@ func (f *Feed) Subscribe(ctx context.Context, filters []string, opts SubscribeOp
 		f.mu.Unlock()
 		return f.err
 	}
+	if err := f.checkSubscriptionsLocked(filters); err != nil {
+		f.mu.Unlock()
+		return err
+	}
 	for _, flt := range filters {
 		if s, ok := f.subs[flt]; ok {
 			s.qos = opts.QoS
@@ -389,4 +393,25 @@ func (f *Feed) release(added []string, floor, since string) {
 func compareIDs(a, b string) int {
 	c, _ := CompareIDs(a, b)
 	return c
+}
+
+// checkSubscriptionsLocked refuses filters that would take the feed over
+// Limits.SubscriptionsPerFeed.
+func (f *Feed) checkSubscriptionsLocked(filters []string) error {
+	max := f.b.cfg.Limits.SubscriptionsPerFeed
+	if max <= 0 {
+		return nil
+	}
+	n := len(f.subs)
+	seen := map[string]bool{}
+	for _, flt := range filters {
+		if _, ok := f.subs[flt]; !ok && !seen[flt] {
+			seen[flt] = true
+			n++
+		}
+	}
+	if n > max {
+		return Errorf(ECodeInvalidRequest, "at most %d subscriptions per connection; this one would have %d", max, n)
+	}
+	return nil
 }

@@ -45,12 +45,15 @@ func (s *Server) toError(c *gin.Context, err error) (int, errorBody) {
 	return status, errorBody{d}
 }
 
-// fail writes err as the response and aborts the request. A 503 says when
-// to retry.
+// fail writes err as the response and aborts the request. A 503 or 429
+// says when to retry, a 401 how to authenticate.
 func (s *Server) fail(c *gin.Context, err error) {
 	status, body := s.toError(c, err)
-	if status == http.StatusServiceUnavailable {
-		c.Header("Retry-After", "1")
+	switch status {
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+		c.Header("Retry-After", retryAfter(err))
+	case http.StatusUnauthorized:
+		c.Header("WWW-Authenticate", `Bearer realm="mqttbridge"`)
 	}
 	c.AbortWithStatusJSON(status, body)
 }

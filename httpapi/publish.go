@@ -299,6 +299,9 @@ func (s *Server) publishBatch(c *gin.Context) {
 		if err != nil {
 			status, body := s.toError(c, err)
 			results[i] = BatchResult{Index: i, Status: status, Error: &body.Error}
+			if status == http.StatusTooManyRequests {
+				c.Header("Retry-After", retryAfter(err))
+			}
 			continue
 		}
 		status, body := publishOK(msg, res)

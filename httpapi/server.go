@@ -26,12 +26,31 @@ type Config struct {
 	StreamQueue int
 	// Heartbeat is the interval of SSE keep-alive comments; default 15s.
 	Heartbeat time.Duration
-	// WebSocket serves GET /v1/ws (wsproxy); nil answers 404.
+	// WebSocket serves GET /v1/ws (wsproxy); nil answers 404. It
+	// authenticates its callers itself, with the same Authenticator.
 	WebSocket http.Handler
 	// Web serves the console page and /client.js at WebPaths; nil answers
 	// 404.
 	Web      http.Handler
 	WebPaths []string
+	// Authenticator identifies callers; nil: every caller is anonymous
+	// (authentication off). With one, nothing but /healthz, /readyz and
+	// PublicPaths answers without credentials.
+	Authenticator Authenticator
+	// PublicPaths are request paths served without credentials even with
+	// an Authenticator (the console page and its assets, say).
+	PublicPaths []string
+	// AllowedOrigins may open SSE streams besides the server's own origin
+	// and localhost (the WebSocket's ws.allowed_origins).
+	AllowedOrigins []string
+	// CORS configures cross-origin requests.
+	CORS CORS
+	// RequestTimeout is how long POST /v1/request waits for a reply
+	// without ?timeout=, MaxRequestTimeout the longest ?timeout=; defaults
+	// 10s and 60s (request.go).
+	RequestTimeout, MaxRequestTimeout time.Duration
+	// Webhooks serves the dead-letter endpoints; nil answers 404.
+	Webhooks Webhooks
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -88,6 +107,8 @@ func New(cfg Config) *Server {
 	v1.POST("/publish/batch", s.publishBatch)
 	v1.GET("/messages", s.listMessages)
 	v1.GET("/stream", s.stream)
+	v1.POST("/tickets", s.createTicket)
+	s.routeRequests(v1)
 	if cfg.WebSocket != nil {
 		v1.GET("/ws", gin.WrapH(cfg.WebSocket))
 	}
@@ -101,7 +122,12 @@ func New(cfg Config) *Server {
 }
 
 // ServeHTTP serves the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cors(w, r) {
+		return
+	}
+	s.engine.ServeHTTP(w, r)
+}
 
 // Routes lists "METHOD path" of every route, in gin's syntax; the spec test
 // compares them with openapi.yaml.
@@ -119,20 +145,4 @@ func (s *Server) recover(c *gin.Context) {
 		}
 	}()
 	c.Next()
-}
-
-const identityKey = "mqttbridge.identity"
-
-// identify attaches the caller's identity. Until authentication is
-// configured every caller is the anonymous identity, which the allow-all
-// authorizer admits.
-func (s *Server) identify(c *gin.Context) {
-	c.Set(identityKey, bridge.Identity{})
-	c.Next()
-}
-
-func identity(c *gin.Context) bridge.Identity {
-	id, _ := c.Get(identityKey)
-	v, _ := id.(bridge.Identity)
-	return v
 }

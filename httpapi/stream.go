@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/origin"
 	"github.com/mqttbridge/mqttbridge/internal/wire"
 )
 
@@ -55,6 +56,10 @@ func (s *Server) stream(c *gin.Context) {
 			return
 		}
 	}
+	if !origin.Allowed(c.Request, s.cfg.AllowedOrigins) {
+		s.fail(c, bridge.Errorf(bridge.ECodeForbidden, "origin %q is not allowed (ws.allowed_origins)", c.GetHeader("Origin")))
+		return
+	}
 	id := identity(c)
 	for _, f := range filters {
 		if err := s.bridge.CheckSubscribe(c, id, f); err != nil {
@@ -62,6 +67,14 @@ func (s *Server) stream(c *gin.Context) {
 			return
 		}
 	}
+	release, err := s.bridge.Connect(id)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	defer release()
+	expired, stopExpiry := expiryTimer(id)
+	defer stopExpiry()
 
 	feed := s.bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.StreamQueue})
 	defer feed.Close()
@@ -117,6 +130,9 @@ func (s *Server) stream(c *gin.Context) {
 			d, _ := wire.Detail(feed.Err())
 			write(sseData("error", d))
 			return
+		case <-expired:
+			write(sseData("error", wire.ErrorDetail{Code: bridge.ECodeUnauthorized, Message: "token expired"}))
+			return
 		case <-c.Request.Context().Done():
 			return
 		}
@@ -143,4 +159,14 @@ func sseEvent(d bridge.Delivery) []byte {
 func sseData(event string, v any) []byte {
 	data, _ := json.Marshal(v)
 	return []byte("event: " + event + "\ndata: " + string(data) + "\n\n")
+}
+
+// expiryTimer fires when id's credentials expire; never for credentials
+// without expiry.
+func expiryTimer(id bridge.Identity) (<-chan time.Time, func()) {
+	if id.Expires.IsZero() {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(id.Expires))
+	return t.C, func() { t.Stop() }
 }

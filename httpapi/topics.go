@@ -45,6 +45,12 @@ func (s *Server) getTopic(c *gin.Context) {
 		return
 	}
 
+	release, err := s.bridge.Connect(identity(c))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	defer release()
 	// Subscribe before reading the current value, so that nothing falls
 	// between the two.
 	feed := s.bridge.NewFeed(identity(c), bridge.FeedConfig{Queue: 16})

@@ -731,7 +731,9 @@ export class MqttBridge {
     }
     if (id) {
       if (newer) this.#topicLast.set(msg.topic, id);
-      if (!this.#cursorParsed || compareIds(id, this.#cursorParsed) > 0) this.#setCursor(msg.id);
+      // Snapshot values do not move the resume point: a live message on
+      // another topic with an older id may still be on its way.
+      if (!msg.snapshot && (!this.#cursorParsed || compareIds(id, this.#cursorParsed) > 0)) this.#setCursor(msg.id);
       for (const sub of targets) sub._seen?.set(msg.topic, id);
     }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -33,6 +34,11 @@ type conn struct {
 	readerDone chan struct{}
 
 	pending pendingSet
+
+	ckpt      sync.Mutex // guards ended and ckptTimer
+	ended     bool       // the connection ended and saved its session
+	ckptTimer *time.Timer
+	reqs      requests // requests waiting for replies (request.go)
 }
 
 type closeFrame struct {
@@ -85,10 +91,14 @@ func (c *conn) run(ctx context.Context, p connectParams) {
 		c.feed.Close()
 		return
 	}
-	// Unacknowledged messages the client may have lost come first.
+	// Unacknowledged messages the client may have lost come first: those
+	// this identity may read (a session id is no credential).
 	for _, m := range sess.Pending {
 		if p.lastID != "" && compareIDs(m.ID, p.lastID) > 0 {
 			continue // replayed from the history below
+		}
+		if c.s.cfg.Bridge.CheckSubscribe(ctx, c.id, m.Topic) != nil {
+			continue
 		}
 		c.pending.add(m)
 		if c.write(encodeDelivery(bridge.Delivery{Event: bridge.NewEvent(m), Ack: true})) != nil {
@@ -100,12 +110,38 @@ func (c *conn) run(ctx context.Context, p connectParams) {
 	go c.writeLoop(ctx)
 	c.restore(ctx, sess, p)
 	c.readLoop(ctx)
+	c.reqs.stop()
 	close(c.readerDone)
 	c.closeWith(websocket.CloseNormalClosure, "")
 	<-c.writerDone
 	subs := c.feed.Subscriptions()
 	c.feed.Close()
+	c.ckpt.Lock()
+	c.ended = true
+	if c.ckptTimer != nil {
+		c.ckptTimer.Stop()
+	}
+	c.ckpt.Unlock()
 	c.saveSession(subs)
+}
+
+// touch notes that the session changed (subscriptions, pending messages):
+// it is saved within half a second, so that a client can resume it even
+// if this instance dies without closing the connection.
+func (c *conn) touch() {
+	c.ckpt.Lock()
+	defer c.ckpt.Unlock()
+	if c.ended || c.ckptTimer != nil {
+		return
+	}
+	c.ckptTimer = time.AfterFunc(500*time.Millisecond, func() {
+		c.ckpt.Lock()
+		defer c.ckpt.Unlock()
+		c.ckptTimer = nil
+		if !c.ended {
+			c.saveSession(c.feed.Subscriptions())
+		}
+	})
 }
 
 // restore re-subscribes a resumed session and the filters in the URL,
@@ -147,6 +183,12 @@ func (c *conn) writeLoop(ctx context.Context) {
 	defer close(c.writerDone)
 	ping := time.NewTicker(c.s.cfg.PingInterval)
 	defer ping.Stop()
+	var expired <-chan time.Time
+	if !c.id.Expires.IsZero() {
+		t := time.NewTimer(time.Until(c.id.Expires))
+		defer t.Stop()
+		expired = t.C
+	}
 	feedC := c.feed.C()
 	for {
 		// A failed feed ends the connection before anything else is sent.
@@ -185,6 +227,9 @@ func (c *conn) writeLoop(ctx context.Context) {
 			return
 		case cf := <-c.closeCh:
 			c.sendClose(cf.code, cf.reason)
+			return
+		case <-expired:
+			c.sendClose(CloseTokenExpired, "token expired")
 			return
 		case <-ctx.Done():
 			c.sendClose(websocket.CloseGoingAway, "server shutting down")
@@ -226,6 +271,7 @@ type frameKey struct{ ack bool }
 func (c *conn) writeDelivery(d bridge.Delivery) error {
 	c.feed.Took(d)
 	if d.Ack {
+		c.touch()
 		if c.pending.add(d.Event.Message) > c.s.cfg.MaxPending {
 			c.closeWith(CloseTooManyUnack, "too many unacknowledged messages")
 		}
@@ -302,6 +348,7 @@ func (c *conn) handle(ctx context.Context, data []byte) {
 		var f unsubscribeFrame
 		if err = decodeStrict(data, &f); err == nil {
 			c.feed.Unsubscribe(f.Filters)
+			c.touch()
 			c.ok(ref, nil)
 		}
 	case "publish":
@@ -313,7 +360,13 @@ func (c *conn) handle(ctx context.Context, data []byte) {
 		var f ackFrame
 		if err = decodeStrict(data, &f); err == nil {
 			c.pending.ack(f.IDs)
+			c.touch()
 			c.ok(ref, nil)
+		}
+	case "request":
+		var f requestFrame
+		if err = decodeStrict(data, &f); err == nil {
+			err = c.handleRequest(ctx, ref, f)
 		}
 	case "ping":
 		var f pingFrame
@@ -323,7 +376,7 @@ func (c *conn) handle(ctx context.Context, data []byte) {
 	case "":
 		err = bridge.Errorf(bridge.ECodeInvalidRequest, "the frame has no type")
 	default:
-		err = bridge.Errorf(bridge.ECodeInvalidRequest, "unknown frame type %q (known: subscribe, unsubscribe, publish, ack, ping)", head.Type)
+		err = bridge.Errorf(bridge.ECodeInvalidRequest, "unknown frame type %q (known: subscribe, unsubscribe, publish, request, ack, ping)", head.Type)
 	}
 	if err != nil {
 		c.reply(errorFrameFor(ref, err))
@@ -355,6 +408,7 @@ func (c *conn) handleSubscribe(ctx context.Context, ref string, f subscribeFrame
 // reports whether the subscriptions are active.
 func (c *conn) subscribe(ctx context.Context, ref string, filters []string, opts bridge.SubscribeOptions) bool {
 	err := c.feed.Subscribe(ctx, filters, opts)
+	c.touch()
 	switch {
 	case err == nil:
 		return true

@@ -6,11 +6,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/origin"
 	"github.com/mqttbridge/mqttbridge/internal/wire"
 )
 
@@ -56,9 +55,27 @@ type Config struct {
 	// and localhost origins: exact origins like "https://app.example.com",
 	// or "*" for any.
 	AllowedOrigins []string
+	// RequestTimeout is how long a request frame waits for its reply
+	// without a timeout, MaxRequestTimeout the longest one it may give;
+	// defaults 10s and 60s (request.go).
+	RequestTimeout, MaxRequestTimeout time.Duration
+	// Authenticator identifies callers, from headers or the access_token
+	// query parameter; nil: every caller is anonymous (authentication off).
+	Authenticator Authenticator
 	// Logger; default discards.
 	Logger *slog.Logger
 }
+
+// Authenticator says who is calling (internal/auth implements it).
+type Authenticator interface {
+	// Authenticate returns the caller's identity, or an *bridge.Error with
+	// ECodeUnauthorized or ECodeForbidden.
+	Authenticate(r *http.Request, allowQuery bool) (bridge.Identity, error)
+}
+
+// CloseTokenExpired (1008, policy violation) ends a connection whose
+// credentials expired, with the reason "token expired".
+const CloseTokenExpired = websocket.ClosePolicyViolation
 
 // Server serves GET /v1/ws.
 type Server struct {
@@ -123,28 +140,15 @@ func (s *Server) SlowClosed() uint64 { return s.slowClosed.Load() }
 
 // checkOrigin admits requests without Origin (not from a browser), the
 // server's own origin, localhost origins and the configured ones.
-func (s *Server) checkOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
+func (s *Server) checkOrigin(r *http.Request) bool { return origin.Allowed(r, s.cfg.AllowedOrigins) }
+
+// identify authenticates the caller; without an Authenticator everyone is
+// anonymous.
+func (s *Server) identify(r *http.Request) (bridge.Identity, error) {
+	if s.cfg.Authenticator == nil {
+		return bridge.Identity{}, nil
 	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	switch host := u.Hostname(); {
-	case host == "localhost", net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback():
-		return true
-	}
-	for _, o := range s.cfg.AllowedOrigins {
-		if o == "*" || strings.EqualFold(o, origin) {
-			return true
-		}
-	}
-	return false
+	return s.cfg.Authenticator.Authenticate(r, true)
 }
 
 // connectParams are the query parameters of GET /v1/ws.
@@ -160,9 +164,9 @@ func parseConnect(q url.Values) (connectParams, error) {
 	var p connectParams
 	for name := range q {
 		switch name {
-		case "filter", "qos", "snapshot", "session", "last_id":
+		case "filter", "qos", "snapshot", "session", "last_id", "access_token":
 		default:
-			return p, bridge.Errorf(bridge.ECodeInvalidRequest, "unknown query parameter %q (known: filter, qos, snapshot, session, last_id)", name)
+			return p, bridge.Errorf(bridge.ECodeInvalidRequest, "unknown query parameter %q (known: filter, qos, snapshot, session, last_id, access_token)", name)
 		}
 	}
 	p.filters = q["filter"]
@@ -198,6 +202,11 @@ func parseConnect(q url.Values) (connectParams, error) {
 
 // ServeHTTP upgrades GET /v1/ws and runs the connection until it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, err := s.identify(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
 	params, err := parseConnect(r.URL.Query())
 	if err != nil {
 		d, _ := wire.Detail(err)
@@ -213,16 +222,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, f := range params.filters {
-		if err := s.cfg.Bridge.CheckSubscribe(r.Context(), bridge.Identity{}, f); err != nil {
-			d, _ := wire.Detail(err)
-			status := http.StatusBadRequest
-			if d.Code == bridge.ECodeForbidden {
-				status = http.StatusForbidden
-			}
-			writeError(w, status, d.Code, d.Message)
+		if err := s.cfg.Bridge.CheckSubscribe(r.Context(), id, f); err != nil {
+			writeErr(w, err)
 			return
 		}
 	}
+	release, err := s.cfg.Bridge.Connect(id)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	defer release()
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -238,7 +248,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader answered
 	}
-	c := newConn(s, ws, bridge.Identity{})
+	c := newConn(s, ws, id)
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
@@ -265,6 +275,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// writeErr answers a refused handshake: 401 (with WWW-Authenticate), 403,
+// 429 (with Retry-After), or 400 for anything else the client sent.
+func writeErr(w http.ResponseWriter, err error) {
+	d, _ := wire.Detail(err)
+	status := http.StatusBadRequest
+	switch d.Code {
+	case bridge.ECodeUnauthorized:
+		status = http.StatusUnauthorized
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mqttbridge"`)
+	case bridge.ECodeForbidden:
+		status = http.StatusForbidden
+	case bridge.ECodeRateLimited:
+		status = http.StatusTooManyRequests
+		secs := 1
+		if e, ok := errors.AsType[*bridge.Error](err); ok && e.RetryAfter > time.Second {
+			secs = int((e.RetryAfter + time.Second - 1) / time.Second)
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	case bridge.ECodeInternal:
+		status = http.StatusInternalServerError
+	}
+	writeError(w, status, d.Code, d.Message)
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {

@@ -86,6 +86,31 @@ type Config struct {
 	// callback). It may block briefly; while it does, messages wait in the
 	// queue. Required when Filters is not empty.
 	OnMessage func(bridge.Message)
+	// OnMessageAck, instead of OnMessage, receives every message and
+	// reports whether it was handled: only then is the message acknowledged
+	// to the broker (in order). It may block as long as it needs, and must
+	// report false only when it gives up the connection for good (the
+	// caller then closes the Conn): later messages are not acknowledged
+	// either, and the broker redelivers them to the next session holder.
+	// Use it with SessionExpiry, so that nothing the broker accepted is
+	// lost while no one is connected.
+	OnMessageAck func(bridge.Message) bool
+	// SessionExpiry > 0 keeps an MQTT session on the broker for a stable
+	// ClientID: Clean Start off on every connect, this Session Expiry
+	// Interval (whole seconds). Default 0: a clean session per connection.
+	SessionExpiry time.Duration
+	// ReplyPrefix, when set, makes the Conn a bridge.Replier: it subscribes
+	// to ReplyPrefix+"+" (QoS 1) after every (re)connect, like Filters,
+	// and hands every message under ReplyPrefix to OnReply, from paho's
+	// goroutine, never to OnMessage. It ends with "/" (reply.go).
+	ReplyPrefix string
+	// OnReply receives the replies; it must not block. Required with
+	// ReplyPrefix.
+	OnReply func(bridge.Message)
+	// IgnorePrefix: messages on topics that start with it (the replies of
+	// every instance, which a wide filter such as "#" matches too) are
+	// never handed to OnMessage or OnMessageAck; they are acknowledged.
+	IgnorePrefix string
 	// QueueSize bounds the queue between the network and OnMessage; default
 	// 10000. When it is full, new messages are dropped, counted (Dropped)
 	// and logged at most every 10 seconds.
@@ -107,7 +132,7 @@ type Conn struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the dispatcher and the subscribe loops
 
-	queue       chan bridge.Message
+	queue       chan incoming
 	dropped     atomic.Uint64
 	dropLogMu   sync.Mutex
 	dropLogAt   time.Time
@@ -165,8 +190,8 @@ func New(ctx context.Context, cfg Config) (*Conn, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 
-	if cfg.OnMessage != nil {
-		c.queue = make(chan bridge.Message, cfg.QueueSize)
+	if cfg.OnMessage != nil || cfg.OnMessageAck != nil {
+		c.queue = make(chan incoming, cfg.QueueSize)
 		c.wg.Add(1)
 		go c.dispatch()
 	}
@@ -180,16 +205,17 @@ func New(ctx context.Context, cfg Config) (*Conn, error) {
 		ServerUrls:                    []*url.URL{u},
 		TlsCfg:                        tlsCfg,
 		KeepAlive:                     uint16(cfg.Keepalive / time.Second),
-		CleanStartOnInitialConnection: true,
-		SessionExpiryInterval:         0,
+		CleanStartOnInitialConnection: cfg.SessionExpiry == 0,
+		SessionExpiryInterval:         uint32(cfg.SessionExpiry / time.Second),
 		ReconnectBackoff:              newBackoff(cfg.ReconnectMin, cfg.ReconnectMax),
 		ConnectTimeout:                cfg.ConnectTimeout,
 		ConnectUsername:               cfg.Username,
 		ConnectPassword:               password,
-		// autopaho clears Clean Start after the first connection; this
-		// connection never has a session, so force it on every time.
+		// autopaho clears Clean Start after the first connection: a clean
+		// connection needs it on every time, a session holder never (it
+		// resumes the session that a previous holder left).
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
-			cp.CleanStart = true
+			cp.CleanStart = cfg.SessionExpiry == 0
 			return cp, nil
 		},
 		OnConnectionUp:   c.onConnectionUp,
@@ -204,7 +230,9 @@ func New(ctx context.Context, cfg Config) (*Conn, error) {
 			OnServerDisconnect: c.onServerDisconnect,
 			// Publish and Subscribe are bounded by our own contexts; this
 			// only must not cut them (or the CONNACK wait) short.
-			PacketTimeout: max(cfg.PublishTimeout, cfg.ConnectTimeout),
+			PacketTimeout:              max(cfg.PublishTimeout, cfg.ConnectTimeout),
+			EnableManualAcknowledgment: cfg.OnMessageAck != nil,
+			SendAcksInterval:           10 * time.Millisecond,
 		},
 	}
 	cm, err := autopaho.NewConnection(c.ctx, acfg)
@@ -275,8 +303,16 @@ func (cfg *Config) fill() error {
 		}
 		seen[f] = true
 	}
-	if len(cfg.Filters) > 0 && cfg.OnMessage == nil {
-		return bad("OnMessage is required when Filters are set")
+	switch {
+	case len(cfg.Filters) > 0 && cfg.OnMessage == nil && cfg.OnMessageAck == nil:
+		return bad("OnMessage or OnMessageAck is required when Filters are set")
+	case cfg.OnMessage != nil && cfg.OnMessageAck != nil:
+		return bad("set OnMessage or OnMessageAck, not both")
+	case cfg.SessionExpiry < 0 || cfg.SessionExpiry > 0xFFFFFFFF*time.Second:
+		return bad("SessionExpiry out of range")
+	}
+	if err := cfg.fillReplies(bad); err != nil {
+		return err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

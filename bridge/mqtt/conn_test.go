@@ -186,7 +186,13 @@ func TestAgainstEmbeddedBroker(t *testing.T) {
 			t.Fatalf("QoS %d: %v", qos, err)
 		}
 		msg.QoS = min(msg.QoS, 1) // subscribed with QoS 1
-		sameMessage(t, testenv.NextMessage(t, got, 5*time.Second), msg)
+		m := testenv.NextMessage(t, got, 5*time.Second)
+		for m.Topic == "demo/retained" {
+			// A resubscription (a retried SUBSCRIBE on a loaded machine)
+			// gets the retained message again; that is MQTT, not a bug.
+			m = testenv.NextMessage(t, got, 5*time.Second)
+		}
+		sameMessage(t, m, msg)
 	}
 }
 

@@ -144,17 +144,45 @@ func (c *Conn) subscribeLoop(ctx context.Context, cm *autopaho.ConnectionManager
 // not block: it converts the message and hands it to the bounded queue,
 // dropping it when the queue is full.
 func (c *Conn) onPublishReceived(pr paho.PublishReceived) (bool, error) {
+	if c.reply(pr.Packet) {
+		return true, nil
+	}
 	if c.queue == nil || pr.Packet == nil {
 		return false, nil
 	}
 	msg := fromPahoPublish(pr.Packet)
 	msg.ReceivedAt = time.Now()
+	in := incoming{msg: msg, pkt: pr.Packet, client: pr.Client, gen: c.generation()}
+	if c.cfg.OnMessageAck != nil {
+		// Unacknowledged messages are bounded by the broker's flow control;
+		// waiting here holds back the network, never loses a message.
+		select {
+		case c.queue <- in:
+		case <-c.ctx.Done():
+		}
+		return true, nil
+	}
 	select {
-	case c.queue <- msg:
+	case c.queue <- in:
 	default:
 		c.drop(msg.Topic)
 	}
 	return true, nil
+}
+
+// incoming is a received message on its way to OnMessage or OnMessageAck,
+// with what acknowledging it needs.
+type incoming struct {
+	msg    bridge.Message
+	pkt    *paho.Publish
+	client *paho.Client
+	gen    uint64 // the connection it came on
+}
+
+func (c *Conn) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
 }
 
 // drop counts a message the queue had no room for, and logs at most every
@@ -181,8 +209,24 @@ func (c *Conn) dispatch() {
 		select {
 		case <-c.ctx.Done():
 			return
-		case msg := <-c.queue:
-			c.cfg.OnMessage(msg)
+		case in := <-c.queue:
+			if c.cfg.OnMessageAck == nil {
+				c.cfg.OnMessage(in.msg)
+				continue
+			}
+			if !c.cfg.OnMessageAck(in.msg) {
+				// Given up: nothing more is acknowledged on this Conn.
+				<-c.ctx.Done()
+				return
+			}
+			// An ack for a message of an earlier connection would land in
+			// the wrong session (paho.golang issue #160): the broker
+			// redelivers that message instead.
+			if in.gen == c.generation() && in.pkt.QoS > 0 {
+				if err := in.client.Ack(in.pkt); err != nil {
+					c.log.Debug("mqtt: acknowledging a message failed", "error", err)
+				}
+			}
 		}
 	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge/mqtt"
 	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 	redisstore "github.com/mqttbridge/mqttbridge/bridge/store/redis"
+	"github.com/mqttbridge/mqttbridge/bridge/webhook"
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/config"
 	"github.com/mqttbridge/mqttbridge/internal/embedded"
@@ -38,9 +41,11 @@ type Main struct {
 	HTTPAddr net.Addr         // where the HTTP API listens
 	Embedded *embedded.Broker // the embedded broker, when no broker is configured
 	Bridge   *bridge.Bridge
+	Webhooks *webhook.Manager // the webhooks (webhooks.go)
 
 	store     bridge.Store
 	sessions  bridge.Sessions
+	sec       *security
 	ws        *wsproxy.Server
 	closeRds  func() error
 	conns     []*mqtt.Conn
@@ -78,9 +83,18 @@ func (m *Main) Run(ctx context.Context) error {
 		brokers = []config.Broker{{Name: "embedded", URL: eb.URL(), Topics: cfg.MQTT.Topics}}
 	}
 
+	sec, err := m.buildSecurity()
+	if err != nil {
+		return err
+	}
+	m.sec = sec
 	b, err := bridge.New(bridge.Config{
 		Store:      m.store,
+		Authorizer: sec.authorizer,
+		Limiter:    sec.limiter,
+		Limits:     sec.limits,
 		MaxPayload: int(cfg.HTTP.MaxPayload),
+		LeaseTTL:   time.Duration(cfg.MQTT.IngestLease),
 		Logger:     log,
 	})
 	if err != nil {
@@ -88,32 +102,22 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Bridge = b
 	for _, br := range brokers {
-		conn, err := mqtt.New(ctx, mqtt.Config{
-			Name:     br.Name,
-			URL:      br.URL,
-			Username: br.Username,
-			Password: br.Password,
-			TLS: mqtt.TLSConfig{
-				CAFile: br.TLS.CAFile, CertFile: br.TLS.CertFile, KeyFile: br.TLS.KeyFile,
-				ServerName: br.TLS.ServerName, InsecureSkipVerify: br.TLS.InsecureSkipVerify,
-			},
-			ClientID:       cfg.MQTT.ClientIDPrefix + cfg.InstanceID + "-" + br.Name,
-			Keepalive:      time.Duration(cfg.MQTT.Keepalive),
-			ConnectTimeout: time.Duration(cfg.MQTT.ConnectTimeout),
-			PublishTimeout: time.Duration(cfg.MQTT.PublishTimeout),
-			ReconnectMin:   time.Duration(cfg.MQTT.ReconnectMin),
-			ReconnectMax:   time.Duration(cfg.MQTT.ReconnectMax),
-			Filters:        br.Topics,
-			OnMessage:      b.Ingest,
-			Logger:         log.With("broker", br.Name),
-		})
+		conf := m.brokerConfig(br)
+		// This instance's own connection, for publishing.
+		conf.ClientID = cfg.MQTT.ClientIDPrefix + cfg.InstanceID + "-" + br.Name
+		conf.ReplyPrefix, conf.OnReply = cfg.ReplyPrefix(), b.HandleReply // request/response
+		conn, err := mqtt.New(ctx, conf)
 		if err != nil {
 			return fmt.Errorf("broker %q: %w", br.Name, err)
 		}
 		m.conns = append(m.conns, conn)
-		if err := b.AddRoute(bridge.Route{Filters: br.Topics, Upstream: conn}); err != nil {
+		if err := b.AddRoute(bridge.Route{Filters: br.Topics, Upstream: conn, Ingest: m.ingestFunc(br)}); err != nil {
 			return err
 		}
+	}
+	b.Start(ctx)
+	if err := m.startWebhooks(ctx); err != nil {
+		return err
 	}
 
 	ws, err := wsproxy.New(wsproxy.Config{
@@ -128,7 +132,11 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxPending:     cfg.WS.MaxPending,
 		SessionTTL:     time.Duration(cfg.WS.SessionTTL),
 		AllowedOrigins: cfg.WS.AllowedOrigins,
+		Authenticator:  sec.forWS(),
 		Logger:         log.With("component", "ws"),
+
+		RequestTimeout:    time.Duration(cfg.Request.Timeout),
+		MaxRequestTimeout: time.Duration(cfg.Request.MaxTimeout),
 	})
 	if err != nil {
 		return err
@@ -145,15 +153,30 @@ func (m *Main) Run(ctx context.Context) error {
 		Web:         web.Handler(),
 		WebPaths:    web.Paths(),
 		Logger:      log,
+
+		Authenticator:  sec.forHTTP(),
+		PublicPaths:    m.publicPaths(),
+		AllowedOrigins: cfg.WS.AllowedOrigins,
+		CORS: httpapi.CORS{AllowedOrigins: cfg.HTTP.CORS.AllowedOrigins, AllowCredentials: cfg.HTTP.CORS.AllowCredentials,
+			MaxAge: time.Duration(cfg.HTTP.CORS.MaxAge)},
+
+		RequestTimeout:    time.Duration(cfg.Request.Timeout),
+		MaxRequestTimeout: time.Duration(cfg.Request.MaxTimeout),
+		Webhooks:          m.Webhooks,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
 	m.ln, m.HTTPAddr = ln, ln.Addr()
-	m.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	m.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig: sec.tls}
 	go func() {
-		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return m.srv.Serve(ln) }
+		if sec.tls != nil {
+			serve = func() error { return m.srv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
@@ -162,9 +185,73 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
+// brokerConfig is the MQTT connection configuration of a broker, without
+// a client id.
+func (m *Main) brokerConfig(br config.Broker) mqtt.Config {
+	cfg := m.Config.MQTT
+	return mqtt.Config{
+		Name:     br.Name,
+		URL:      br.URL,
+		Username: br.Username,
+		Password: br.Password,
+		TLS: mqtt.TLSConfig{
+			CAFile: br.TLS.CAFile, CertFile: br.TLS.CertFile, KeyFile: br.TLS.KeyFile,
+			ServerName: br.TLS.ServerName, InsecureSkipVerify: br.TLS.InsecureSkipVerify,
+		},
+		Keepalive:      time.Duration(cfg.Keepalive),
+		ConnectTimeout: time.Duration(cfg.ConnectTimeout),
+		PublishTimeout: time.Duration(cfg.PublishTimeout),
+		ReconnectMin:   time.Duration(cfg.ReconnectMin),
+		ReconnectMax:   time.Duration(cfg.ReconnectMax),
+		Logger:         m.Logger.With("broker", br.Name),
+		// Replies (of every instance) are never ingested.
+		IgnorePrefix: m.Config.Request.ReplyPrefix,
+	}
+}
+
+// ingestFunc opens the ingest subscription of a broker for the instance
+// that holds its lease. With Redis the fleet shares one MQTT session with a
+// stable client id, so that a new holder resumes where the last one
+// stopped and the broker itself disconnects a stale holder; alone, with
+// the memory store, the instance has a clean session of its own.
+func (m *Main) ingestFunc(br config.Broker) bridge.IngestFunc {
+	return func(ctx context.Context, handle func(bridge.Message) bool) (bridge.IngestConn, error) {
+		conf := m.brokerConfig(br)
+		conf.Filters, conf.OnMessageAck = br.Topics, handle
+		conf.ClientID = m.Config.MQTT.ClientIDPrefix + m.Config.InstanceID + "-" + br.Name + "-ingest"
+		if m.Config.Redis.Enabled() {
+			conf.ClientID = m.Config.MQTT.ClientIDPrefix + "ingest-" + fleetID(m.Config.Redis) + "-" + br.Name
+			conf.SessionExpiry = time.Duration(m.Config.MQTT.SessionExpiry)
+		}
+		conf.Logger = conf.Logger.With("ingest", true)
+		return mqtt.New(ctx, conf)
+	}
+}
+
+// fleetID names the fleet that shares a Redis store and key prefix, for
+// the ingest client id: two fleets on one broker must not share a session.
+// The Redis is its address and database; with Sentinel, the master's name
+// and database (whichever sentinels an instance lists); with Cluster, only
+// "cluster" (whichever nodes it lists), so two clusters behind one broker
+// need different key prefixes.
+func fleetID(r config.Redis) string {
+	where, db := r.URL, ""
+	if u, err := url.Parse(r.URL); err == nil {
+		where, db = u.Host+u.Path, u.Path
+	}
+	switch {
+	case len(r.Sentinel.Addrs) > 0:
+		where = "sentinel:" + r.Sentinel.MasterName + db
+	case len(r.Cluster.Addrs) > 0:
+		where = "cluster"
+	}
+	sum := sha256.Sum256([]byte(where + "\x00" + r.KeyPrefix))
+	return hex.EncodeToString(sum[:4])
+}
+
 func (m *Main) openStore() error {
 	cfg, hist := m.Config.Redis, m.Config.History
-	if cfg.URL == "" {
+	if !cfg.Enabled() {
 		st, err := memory.New(memory.Config{HistorySize: hist.Size, HistoryAge: time.Duration(hist.Age)})
 		if err != nil {
 			return err
@@ -172,7 +259,12 @@ func (m *Main) openStore() error {
 		m.store, m.sessions = st, memory.NewSessions()
 		return nil
 	}
-	client, err := redisstore.NewClient(cfg.URL)
+	client, err := redisstore.NewUniversalClient(redisstore.ClientConfig{
+		URL: cfg.URL, Password: cfg.Password,
+		MasterName: cfg.Sentinel.MasterName, SentinelAddrs: cfg.Sentinel.Addrs,
+		SentinelUsername: cfg.Sentinel.Username, SentinelPassword: cfg.Sentinel.Password,
+		ClusterAddrs: cfg.Cluster.Addrs,
+	})
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
@@ -181,15 +273,23 @@ func (m *Main) openStore() error {
 		_ = client.Close()
 		return fmt.Errorf("redis: %w", err)
 	}
-	// Sessions stay in this process until the fleet keeps them in Redis.
-	m.store, m.sessions, m.closeRds = st, memory.NewSessions(), client.Close
+	m.store, m.sessions, m.closeRds = st, st.Sessions(), client.Close
 	return nil
 }
 
 func (m *Main) banner(brokers []config.Broker) {
 	w := m.Stdout
 	fmt.Fprintf(w, "mqttbridge %s listening\n", m.Config.InstanceID)
-	fmt.Fprintf(w, "  HTTP API        http://%s  (console /, spec /openapi.yaml, health /healthz /readyz)\n", displayAddr(m.HTTPAddr))
+	scheme := "http"
+	if m.sec != nil && m.sec.tls != nil {
+		scheme = "https"
+	}
+	fmt.Fprintf(w, "  HTTP API        %s://%s  (console /, spec /openapi.yaml, health /healthz /readyz)\n", scheme, displayAddr(m.HTTPAddr))
+	if m.Config.Auth.Enabled() {
+		fmt.Fprintf(w, "  authentication  on: %d API keys, JWT %v, client certificates %v\n", len(m.Config.Auth.APIKeys), m.Config.Auth.JWT.Algorithms, m.Config.Auth.ClientCert.Enabled)
+	} else {
+		fmt.Fprintf(w, "  authentication  off: every caller may do everything (see docs/security.md)\n")
+	}
 	if m.Embedded != nil {
 		fmt.Fprintf(w, "  embedded MQTT   %s  (MQTT v5 and 3.1.1, anonymous)\n", m.Embedded.URL())
 	} else {
@@ -197,9 +297,14 @@ func (m *Main) banner(brokers []config.Broker) {
 			fmt.Fprintf(w, "  broker %-8s %s  topics %v\n", br.Name, redactURL(br.URL), br.Topics)
 		}
 	}
-	if m.Config.Redis.URL != "" {
-		fmt.Fprintf(w, "  store           redis %s (key prefix %q)\n", redactURL(m.Config.Redis.URL), m.Config.Redis.KeyPrefix)
-	} else {
+	switch r := m.Config.Redis; {
+	case len(r.Sentinel.Addrs) > 0:
+		fmt.Fprintf(w, "  store           redis sentinel %v, master %q (key prefix %q)\n", r.Sentinel.Addrs, r.Sentinel.MasterName, r.KeyPrefix)
+	case len(r.Cluster.Addrs) > 0:
+		fmt.Fprintf(w, "  store           redis cluster %v (key prefix %q)\n", r.Cluster.Addrs, r.KeyPrefix)
+	case r.URL != "":
+		fmt.Fprintf(w, "  store           redis %s (key prefix %q)\n", redactURL(r.URL), r.KeyPrefix)
+	default:
 		fmt.Fprintf(w, "  store           in memory (this instance only)\n")
 	}
 }
@@ -211,6 +316,12 @@ func (m *Main) Close(ctx context.Context) error {
 		var errs []error
 		if m.ws != nil {
 			errs = append(errs, m.ws.Shutdown(ctx))
+		}
+		if m.Webhooks != nil {
+			errs = append(errs, m.Webhooks.Close(ctx))
+		}
+		if m.Bridge != nil {
+			m.Bridge.Close()
 		}
 		if m.srv != nil {
 			errs = append(errs, m.srv.Shutdown(ctx))

@@ -30,6 +30,11 @@ type Config struct {
 	Redis     Redis    `yaml:"redis"`
 	WS        WS       `yaml:"ws"`
 	History   History  `yaml:"history"`
+	Auth      Auth     `yaml:"auth"`
+	Limits    Limits   `yaml:"limits"`
+	// Request and Webhooks: requests.go.
+	Request  Request   `yaml:"request"`
+	Webhooks []Webhook `yaml:"webhooks"`
 }
 
 // HTTP configures the HTTP server.
@@ -48,6 +53,9 @@ type HTTP struct {
 	// SSEHeartbeat is the interval of keep-alive comments on SSE streams.
 	// Default 15s.
 	SSEHeartbeat Duration `yaml:"sse_heartbeat"`
+	// TLS serves HTTPS (security.go); CORS admits other origins.
+	TLS  ServerTLS `yaml:"tls"`
+	CORS CORS      `yaml:"cors"`
 }
 
 // WS configures the WebSocket endpoint /v1/ws.
@@ -92,7 +100,9 @@ type MQTT struct {
 	// Username, Password and TLS are for URL only.
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
-	TLS      TLS    `yaml:"tls"`
+	// PasswordFile holds the password instead (Load reads it).
+	PasswordFile string `yaml:"password_file"`
+	TLS          TLS    `yaml:"tls"`
 	// Topics are the bridged filters of URL's broker or of the embedded
 	// broker. Default ["#"]; must be unset with Brokers.
 	Topics []string `yaml:"topics"`
@@ -111,6 +121,14 @@ type MQTT struct {
 	// Defaults 100ms and 10s; ReconnectMax >= ReconnectMin.
 	ReconnectMin Duration `yaml:"reconnect_min"`
 	ReconnectMax Duration `yaml:"reconnect_max"`
+	// SessionExpiry is how long the broker keeps the fleet's ingest
+	// session (and queues QoS 1 messages for it) while no instance is
+	// connected; used with Redis. Default 1h.
+	SessionExpiry Duration `yaml:"session_expiry"`
+	// IngestLease is how long an instance holds a broker's ingest lease
+	// without renewing it: the longest a dead instance delays ingest.
+	// Default 5s.
+	IngestLease Duration `yaml:"ingest_lease"`
 }
 
 // Broker is one upstream broker and the topics it owns. No topic may be
@@ -120,11 +138,13 @@ type Broker struct {
 	Name string `yaml:"name"`
 	// URL is mqtt://, mqtts://, ws:// or wss:// (tcp:// and ssl:// are
 	// aliases of mqtt:// and mqtts://), without credentials.
-	URL      string   `yaml:"url"`
-	Username string   `yaml:"username"`
-	Password string   `yaml:"password"`
-	TLS      TLS      `yaml:"tls"`
-	Topics   []string `yaml:"topics"`
+	URL      string `yaml:"url"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// PasswordFile holds the password instead (Load reads it).
+	PasswordFile string   `yaml:"password_file"`
+	TLS          TLS      `yaml:"tls"`
+	Topics       []string `yaml:"topics"`
 }
 
 // TLS configures the TLS client of an mqtts:// or wss:// broker. Relative
@@ -153,18 +173,62 @@ type Embedded struct {
 	Addr string `yaml:"addr"`
 }
 
-// Redis configures the store. With no URL the in-memory store is used.
+// Redis configures the store: a single Redis (URL), Redis Sentinel
+// (Sentinel) or Redis Cluster (Cluster). With none of them the in-memory
+// store is used. Use Enabled to tell.
 type Redis struct {
-	// URL is redis:// or rediss://, credentials allowed.
+	// URL is redis:// or rediss:// (TLS), credentials allowed. Alone it
+	// is the single Redis. With Sentinel or Cluster it has no host and
+	// gives what every node shares: user, password, database (not on
+	// Cluster), TLS (rediss://), e.g. "rediss://:password@/0"; optional
+	// then.
 	URL string `yaml:"url"`
 	// KeyPrefix starts every key. Default "mqttbridge:".
 	KeyPrefix string `yaml:"key_prefix"`
+	// Password, or PasswordFile holding it, is used instead of a password
+	// in URL (see RedisURL), on every node.
+	Password     string        `yaml:"password"`
+	PasswordFile string        `yaml:"password_file"`
+	Sentinel     RedisSentinel `yaml:"sentinel"`
+	Cluster      RedisCluster  `yaml:"cluster"`
 }
+
+// RedisSentinel reaches the master of a Redis Sentinel deployment, and
+// follows its failovers.
+type RedisSentinel struct {
+	// MasterName is the name the sentinels monitor the master under
+	// ("sentinel monitor <name> ...").
+	MasterName string `yaml:"master_name"`
+	// Addrs are sentinels, host:port (usually port 26379).
+	Addrs []string `yaml:"addrs"`
+	// Username and Password (or PasswordFile holding it) authenticate to
+	// the sentinels themselves, when they require it; the master's
+	// credentials are redis.url's or redis.password.
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// RedisCluster reaches a Redis Cluster.
+type RedisCluster struct {
+	// Addrs are some of the cluster's nodes, host:port; the client learns
+	// the others from them.
+	Addrs []string `yaml:"addrs"`
+}
+
+// Enabled reports whether a Redis store is configured.
+func (r Redis) Enabled() bool {
+	return r.URL != "" || r.Sentinel.enabled() || r.Cluster.enabled()
+}
+
+func (s RedisSentinel) enabled() bool { return s.MasterName != "" || len(s.Addrs) > 0 }
+
+func (c RedisCluster) enabled() bool { return len(c.Addrs) > 0 }
 
 // Default is the configuration with every default filled in; InstanceID is
 // random, so two calls differ there.
 func Default() Config {
-	return Config{
+	c := Config{
 		InstanceID: randomID(),
 		LogLevel:   "info",
 		LogFormat:  "text",
@@ -184,6 +248,8 @@ func Default() Config {
 			PublishTimeout: Duration(10 * time.Second),
 			ReconnectMin:   Duration(100 * time.Millisecond),
 			ReconnectMax:   Duration(10 * time.Second),
+			SessionExpiry:  Duration(time.Hour),
+			IngestLease:    Duration(5 * time.Second),
 		},
 		Embedded: Embedded{Addr: "127.0.0.1:11883"},
 		Redis:    Redis{KeyPrefix: "mqttbridge:"},
@@ -199,6 +265,9 @@ func Default() Config {
 		},
 		History: History{Size: 10000, Age: Duration(time.Hour)},
 	}
+	defaultSecurity(&c)
+	defaultRequests(&c)
+	return c
 }
 
 func randomID() string {
@@ -284,6 +353,8 @@ const redactedMark = "xxxxx"
 func (c Config) Redacted() Config {
 	c.MQTT = c.MQTT.redacted()
 	c.Redis = c.Redis.redacted()
+	c.Auth = c.Auth.redacted()
+	c.Webhooks = redactWebhooks(c.Webhooks)
 	return c
 }
 
@@ -311,6 +382,10 @@ func (b Broker) redacted() Broker {
 
 func (r Redis) redacted() Redis {
 	r.URL = redactURL(r.URL)
+	r.Password = redactSecret(r.Password)
+	r.Sentinel.Password = redactSecret(r.Sentinel.Password)
+	r.Sentinel.Addrs = slices.Clone(r.Sentinel.Addrs)
+	r.Cluster.Addrs = slices.Clone(r.Cluster.Addrs)
 	return r
 }
 

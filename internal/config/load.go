@@ -60,6 +60,24 @@ var settings = []setting{
 	{key: "redis.url", flag: "redis-url", env: "MQTTBRIDGE_REDIS_URL", arg: "URL",
 		help: `Redis store, redis:// or rediss://, password allowed in the URL (default: none, in-memory store)`,
 		set:  func(c *Config, v string) error { c.Redis.URL = v; return nil }},
+	{key: "redis.password", env: "MQTTBRIDGE_REDIS_PASSWORD", arg: "PASSWORD",
+		help: "password for --redis-url (instead of one in the URL); there is no flag, for the reason above",
+		set:  func(c *Config, v string) error { c.Redis.Password = v; return nil }},
+	{key: "auth.jwt.hmac_keys", env: "MQTTBRIDGE_JWT_HMAC_KEY", arg: "SECRET",
+		help: "the HMAC secret of HS256/384/512 tokens, at least 32 bytes (or auth.jwt.hmac_key_files)",
+		set:  func(c *Config, v string) error { c.Auth.JWT.HMACKeys = []string{v}; return nil }},
+	{key: "redis.sentinel.addrs", flag: "redis-sentinel-addrs", env: "MQTTBRIDGE_REDIS_SENTINEL_ADDRS", arg: "HOST:PORT,...",
+		help: `Redis Sentinel: comma-separated sentinels; with --redis-sentinel-master (default: none)`,
+		set:  func(c *Config, v string) error { c.Redis.Sentinel.Addrs = splitTopics(v); return nil }},
+	{key: "redis.sentinel.master_name", flag: "redis-sentinel-master", env: "MQTTBRIDGE_REDIS_SENTINEL_MASTER", arg: "NAME",
+		help: `Redis Sentinel: the name the sentinels monitor the master under`,
+		set:  func(c *Config, v string) error { c.Redis.Sentinel.MasterName = v; return nil }},
+	{key: "redis.sentinel.password", env: "MQTTBRIDGE_REDIS_SENTINEL_PASSWORD", arg: "PASSWORD",
+		help: "password of the sentinels themselves, when they require one (the master's is MQTTBRIDGE_REDIS_PASSWORD)",
+		set:  func(c *Config, v string) error { c.Redis.Sentinel.Password = v; return nil }},
+	{key: "redis.cluster.addrs", flag: "redis-cluster-addrs", env: "MQTTBRIDGE_REDIS_CLUSTER_ADDRS", arg: "HOST:PORT,...",
+		help: `Redis Cluster: comma-separated nodes to start from (default: none)`,
+		set:  func(c *Config, v string) error { c.Redis.Cluster.Addrs = splitTopics(v); return nil }},
 	{key: "redis.key_prefix", flag: "redis-key-prefix", env: "MQTTBRIDGE_REDIS_KEY_PREFIX", arg: "PREFIX",
 		help: `prefix of every Redis key (default "mqttbridge:")`,
 		set:  func(c *Config, v string) error { c.Redis.KeyPrefix = v; return nil }},
@@ -205,6 +223,12 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	}
 	cfg.LogLevel = strings.ToLower(cfg.LogLevel)
 	cfg.LogFormat = strings.ToLower(cfg.LogFormat)
+	if err := resolveWebhookSecrets(&cfg, origins); err != nil {
+		return Config{}, err
+	}
+	if err := resolveSecrets(&cfg, origins); err != nil {
+		return Config{}, err
+	}
 
 	if err := cfg.validate(origins); err != nil {
 		return Config{}, err
@@ -267,6 +291,8 @@ func loadFile(c *Config, origins map[string]string, path, pathSource string) err
 		return yamlSyntaxError(path, err)
 	}
 	resolveTLSPaths(c, origins, filepath.Dir(path))
+	resolveSecurityPaths(c, origins, filepath.Dir(path))
+	resolveWebhookPaths(c, origins, filepath.Dir(path))
 	return nil
 }
 

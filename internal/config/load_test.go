@@ -33,6 +33,8 @@ func TestLoadDefaults(t *testing.T) {
 			ShutdownTimeout: Duration(10 * time.Second),
 			MaxWait:         Duration(60 * time.Second),
 			SSEHeartbeat:    Duration(15 * time.Second),
+			TLS:             ServerTLS{ClientAuth: "optional", MinVersion: "1.2"},
+			CORS:            CORS{MaxAge: Duration(10 * time.Minute)},
 		},
 		MQTT: MQTT{
 			Topics:         []string{"#"},
@@ -42,6 +44,8 @@ func TestLoadDefaults(t *testing.T) {
 			PublishTimeout: Duration(10 * time.Second),
 			ReconnectMin:   Duration(100 * time.Millisecond),
 			ReconnectMax:   Duration(10 * time.Second),
+			SessionExpiry:  Duration(time.Hour),
+			IngestLease:    Duration(5 * time.Second),
 		},
 		Embedded: Embedded{Addr: "127.0.0.1:11883"},
 		Redis:    Redis{KeyPrefix: "mqttbridge:"},
@@ -51,6 +55,10 @@ func TestLoadDefaults(t *testing.T) {
 			PongTimeout: Duration(60 * time.Second), MaxPending: 1000, SessionTTL: Duration(5 * time.Minute),
 		},
 		History: History{Size: 10000, Age: Duration(time.Hour)},
+		Auth:    Auth{TicketTTL: Duration(30 * time.Second), JWT: JWT{NameClaim: "sub", JWKSRefresh: Duration(15 * time.Minute)}},
+		Limits: Limits{TopicLength: 65535, TopicLevels: 64, SubscriptionsPerConnection: 1000, ConnectionsPerIdentity: 100,
+			PublishRate: 100, PublishBurst: 200, RequestRate: 10, RequestBurst: 20},
+		Request: Request{ReplyPrefix: "mqttbridge/reply/", Timeout: Duration(10 * time.Second), MaxTimeout: Duration(time.Minute)},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n%v\nwant:\n%v", cfg, want)

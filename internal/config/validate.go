@@ -123,9 +123,10 @@ func (c Config) validate(origins map[string]string) error {
 	c.validateMQTT(p)
 
 	checkHostPort(p, "embedded_mqtt.addr", c.Embedded.Addr)
-	if c.Redis.URL != "" {
-		checkRedisURL(p, "redis.url", c.Redis.URL)
-	}
+	c.validateRedis(p)
+	c.validateRedisPassword(p)
+	c.validateSecurity(p)
+	c.validateRequests(p)
 	return p.err()
 }
 
@@ -146,6 +147,9 @@ func (c Config) validateMQTT(p *problems) {
 		}
 		if m.Password != "" {
 			p.add("mqtt.password", "%s", why)
+		}
+		if m.PasswordFile != "" {
+			p.add("mqtt.password_file", "%s", why)
 		}
 		if !m.TLS.IsZero() {
 			p.add("mqtt.tls", "%s", why)
@@ -171,6 +175,12 @@ func (c Config) validateMQTT(p *problems) {
 	}
 	checkPositive(p, "mqtt.connect_timeout", m.ConnectTimeout)
 	checkPositive(p, "mqtt.publish_timeout", m.PublishTimeout)
+	if checkPositive(p, "mqtt.session_expiry", m.SessionExpiry) && (m.SessionExpiry%Duration(time.Second) != 0 || m.SessionExpiry > Duration(0xFFFFFFFF*time.Second)) {
+		p.add("mqtt.session_expiry", "must be whole seconds up to 4294967295s, got %s", m.SessionExpiry)
+	}
+	if checkPositive(p, "mqtt.ingest_lease", m.IngestLease) && m.IngestLease < Duration(time.Second) {
+		p.add("mqtt.ingest_lease", "must be at least 1s, got %s", m.IngestLease)
+	}
 	okMin := checkPositive(p, "mqtt.reconnect_min", m.ReconnectMin)
 	okMax := checkPositive(p, "mqtt.reconnect_max", m.ReconnectMax)
 	if okMin && okMax && m.ReconnectMax < m.ReconnectMin {
@@ -324,7 +334,67 @@ func checkTLS(p *problems, key string, t TLS, useTLS bool, scheme string) {
 	}
 }
 
-func checkRedisURL(p *problems, key, raw string) {
+// validateRedis checks the Redis deployment: redis.url alone, or
+// redis.sentinel or redis.cluster with an optional host-less redis.url.
+func (c Config) validateRedis(p *problems) {
+	r := c.Redis
+	sentinel, cluster := r.Sentinel.enabled(), r.Cluster.enabled()
+	deployment := ""
+	switch {
+	case sentinel && cluster:
+		p.add("redis.cluster", "set together with redis.sentinel; a deployment is one or the other")
+	case sentinel:
+		deployment = "redis.sentinel"
+	case cluster:
+		deployment = "redis.cluster"
+	}
+	if sentinel {
+		if r.Sentinel.MasterName == "" {
+			p.add("redis.sentinel.master_name", "missing; the name the sentinels monitor the master under (sentinel monitor <name> ...)")
+		}
+		if len(r.Sentinel.Addrs) == 0 {
+			p.add("redis.sentinel.addrs", "missing; list the sentinels as host:port")
+		}
+		checkAddrs(p, "redis.sentinel.addrs", r.Sentinel.Addrs)
+	} else {
+		if r.Sentinel.Username != "" {
+			p.add("redis.sentinel.username", "only used with redis.sentinel.addrs, which is not set")
+		}
+		if r.Sentinel.Password != "" {
+			p.add("redis.sentinel.password", "only used with redis.sentinel.addrs, which is not set")
+		}
+	}
+	if cluster {
+		checkAddrs(p, "redis.cluster.addrs", r.Cluster.Addrs)
+	}
+	if r.URL != "" {
+		checkRedisURL(p, "redis.url", r.URL, deployment, cluster && !sentinel)
+	}
+}
+
+// checkAddrs checks a list of host:port addresses, each with a host and a
+// port, none twice.
+func checkAddrs(p *problems, key string, addrs []string) {
+	seen := map[string]int{}
+	for i, a := range addrs {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		host, port, err := net.SplitHostPort(a)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			p.add(k, "%q: want host:port, like \"10.0.0.1:6379\"", a)
+			continue
+		}
+		if j, dup := seen[a]; dup {
+			p.add(k, "%q is already %s[%d]", a, key, j)
+			continue
+		}
+		seen[a] = i
+	}
+}
+
+// checkRedisURL checks redis.url: with deployment "" (a single Redis) it
+// needs a host; with "redis.sentinel" or "redis.cluster" it must have
+// none, and on a cluster no database but 0.
+func checkRedisURL(p *problems, key, raw, deployment string, cluster bool) {
 	u, ok := parseURL(p, key, raw)
 	if !ok {
 		return
@@ -339,8 +409,11 @@ func checkRedisURL(p *problems, key, raw string) {
 		}
 		return
 	}
-	if u.Hostname() == "" {
+	switch {
+	case deployment == "" && u.Hostname() == "":
 		p.add(key, "%q has no host", redactURL(raw))
+	case deployment != "" && u.Host != "":
+		p.add(key, "has the host %q, but the servers are %s.addrs; leave the host out, e.g. rediss://:password@/0, to give only credentials, database and TLS", u.Host, deployment)
 	}
 	if port := u.Port(); port != "" {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
@@ -350,6 +423,8 @@ func checkRedisURL(p *problems, key, raw string) {
 	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
 		if n, err := strconv.Atoi(db); err != nil || n < 0 {
 			p.add(key, "path %q is not a database number like /0", u.Path)
+		} else if cluster && n != 0 {
+			p.add(key, "database %d: Redis Cluster has only database 0", n)
 		}
 	}
 }

@@ -78,7 +78,7 @@ func TestTypes(t *testing.T) {
 	if got, want := v.ServerTypes(), []string{"error", "gap", "message", "ok", "pong", "welcome"}; !slices.Equal(got, want) {
 		t.Errorf("server→client types %v, want %v", got, want)
 	}
-	if got, want := v.ClientTypes(), []string{"ack", "ping", "publish", "subscribe", "unsubscribe"}; !slices.Equal(got, want) {
+	if got, want := v.ClientTypes(), []string{"ack", "ping", "publish", "request", "subscribe", "unsubscribe"}; !slices.Equal(got, want) {
 		t.Errorf("client→server types %v, want %v", got, want)
 	}
 }

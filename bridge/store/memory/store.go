@@ -38,6 +38,8 @@ type Store struct {
 	trimmed storeutil.ID              // the newest id dropped from hist
 	lastID  storeutil.ID
 	closed  bool
+	leases  map[string]lease // ingest leases (leases.go)
+	fence   uint64           // grows with every lease granted
 }
 
 var _ bridge.Store = (*Store)(nil)
@@ -62,6 +64,12 @@ func New(cfg Config) (*Store, error) {
 // now. The message joins the history under the same lock that assigns its
 // id, and the history is trimmed to its window.
 func (s *Store) Put(_ context.Context, msg bridge.Message) (bridge.Message, error) {
+	return s.put(msg, "", "")
+}
+
+// put is Put, refused with bridge.ErrFenced unless token holds the lease
+// (when lease is not "").
+func (s *Store) put(msg bridge.Message, lease, token string) (bridge.Message, error) {
 	now := s.now()
 	m, err := storeutil.PreparePut(msg, now)
 	if err != nil {
@@ -71,6 +79,9 @@ func (s *Store) Put(_ context.Context, msg bridge.Message) (bridge.Message, erro
 	defer s.mu.Unlock()
 	if s.closed {
 		return bridge.Message{}, storeutil.ErrClosed
+	}
+	if lease != "" && !s.holds(lease, token, now) {
+		return bridge.Message{}, bridge.ErrFenced
 	}
 	s.lastID = s.lastID.Next(now.UnixMilli())
 	m.ID = s.lastID.String()

@@ -131,11 +131,15 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 // with Redis 7.0, and redis/redis#11188, which proposed otherwise, was
 // closed unmerged).
 //
-// KEYS: 1 history stream, 2 topic index, 3 last value hash.
+// KEYS: 1 history stream, 2 topic index, 3 last value hash, 4 (optional)
+// the ingest lease whose holder alone may write.
 // ARGV: 1 topic, 2 "1" to delete, 3 payload, 4 qos, 5 retain, 6 props,
 // 7 received_at (ms), 8 expires_at (ms, "" for never), 9 history size,
-// 10 history age (ms).
+// 10 history age (ms), 11 the lease token (with KEYS[4]).
 var putScript = redis.NewScript(`
+if KEYS[4] and redis.call('GET', KEYS[4]) ~= ARGV[11] then
+  return redis.error_reply('FENCED the ingest lease is held by another instance')
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id = redis.call('XADD', KEYS[1], '*', 'topic', ARGV[1], 'payload', ARGV[3],
@@ -203,6 +207,12 @@ return n
 // it. ReceivedAt is kept (at millisecond precision) when set, else set to
 // the local time now.
 func (s *Store) Put(ctx context.Context, msg bridge.Message) (bridge.Message, error) {
+	return s.put(ctx, msg, "", "")
+}
+
+// put is Put, refused with bridge.ErrFenced unless token holds the lease
+// (when lease is not "").
+func (s *Store) put(ctx context.Context, msg bridge.Message, lease, token string) (bridge.Message, error) {
 	m, err := storeutil.PreparePut(msg, time.Now())
 	if err != nil {
 		return bridge.Message{}, err
@@ -223,12 +233,18 @@ func (s *Store) Put(ctx context.Context, msg bridge.Message) (bridge.Message, er
 		return bridge.Message{}, err
 	}
 	defer cancel()
-	id, err := putScript.Run(ctx, s.client,
-		[]string{s.history, s.index, s.valueKey(m.Topic)},
+	keys := []string{s.history, s.index, s.valueKey(m.Topic)}
+	if lease != "" {
+		keys = append(keys, s.leaseKey(lease))
+	}
+	id, err := putScript.Run(ctx, s.client, keys,
 		m.Topic, del, m.Payload, fmt.Sprint(m.QoS), boolField(m.Retain), props,
-		fmt.Sprint(m.ReceivedAt.UnixMilli()), expiresAt, s.histMax, s.histAge,
+		fmt.Sprint(m.ReceivedAt.UnixMilli()), expiresAt, s.histMax, s.histAge, token,
 	).Text()
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "FENCED") {
+			return bridge.Message{}, bridge.ErrFenced
+		}
 		return bridge.Message{}, unavailable(err)
 	}
 	m.ID = id

@@ -1,0 +1,215 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// IngestConn is a broker's ingest subscription, held by the instance that
+// holds the broker's ingest lease.
+type IngestConn interface {
+	// Problems lists why the subscription is not working; empty when it is.
+	Problems() []string
+	// Close ends the subscription; unacknowledged messages stay with the
+	// broker for the next holder.
+	Close(ctx context.Context) error
+}
+
+// IngestFunc opens a broker's ingest subscription: a connection subscribed
+// to the route's filters that hands every message to handle, and
+// acknowledges it to the broker only when handle returns true.
+type IngestFunc func(ctx context.Context, handle func(Message) bool) (IngestConn, error)
+
+// ingestState is what one route's ingest loop shares with Problems.
+type ingestState struct {
+	mu      sync.Mutex
+	holding bool
+	conn    IngestConn
+	lastErr string
+}
+
+// Start runs the background work: for each route with an Ingest, the loop
+// that takes the broker's ingest lease and, while holding it, writes what
+// the broker delivers; and, when the store is shared (a Tailer), the tail
+// that hands every recorded message to the local subscribers. Close stops
+// it.
+func (b *Bridge) Start(ctx context.Context) {
+	ctx, b.stop = context.WithCancel(ctx)
+	for i := range b.routes {
+		if b.routes[i].Ingest != nil {
+			b.wg.Add(1)
+			go b.runIngest(ctx, &b.routes[i])
+		}
+	}
+	if t, ok := b.cfg.Store.(Tailer); ok {
+		after, err := b.cfg.Store.LastID(ctx)
+		for err != nil && ctx.Err() == nil {
+			b.log.Warn("reading the newest message id failed; retrying", "err", err)
+			time.Sleep(time.Second)
+			after, err = b.cfg.Store.LastID(ctx)
+		}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			_ = t.Tail(ctx, after, func(msgs []Message) {
+				for _, m := range msgs {
+					b.hub.publish(NewEvent(m))
+				}
+			})
+		}()
+	}
+}
+
+// Close stops what Start started, releasing held leases, and waits.
+func (b *Bridge) Close() {
+	if b.stop != nil {
+		b.stop()
+	}
+	b.wg.Wait()
+}
+
+// runIngest takes the route's ingest lease whenever it is free and holds
+// it until it is lost or ctx ends.
+func (b *Bridge) runIngest(ctx context.Context, r *Route) {
+	defer b.wg.Done()
+	name := "ingest:" + r.Upstream.Name()
+	ttl := b.cfg.LeaseTTL
+	for ctx.Err() == nil {
+		token, ok, err := b.leases.Acquire(ctx, name, ttl)
+		switch {
+		case err != nil:
+			r.state.set(false, nil, "taking the ingest lease: "+err.Error())
+		case ok:
+			b.log.Info("holding the ingest lease", "broker", r.Upstream.Name())
+			b.holdIngest(ctx, r, name, token)
+			b.log.Info("gave up the ingest lease", "broker", r.Upstream.Name())
+			continue // try again at once: it may be free
+		default:
+			r.state.set(false, nil, "") // another instance ingests
+		}
+		// Someone else holds it; try again a little after it could expire.
+		sleep(ctx, ttl/3+time.Duration(rand.Int64N(int64(ttl/6)+1)))
+	}
+}
+
+// holdIngest runs the ingest subscription while token holds the lease.
+func (b *Bridge) holdIngest(ctx context.Context, r *Route, name, token string) {
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ttl := b.cfg.LeaseTTL
+	fenced, _ := b.cfg.Store.(FencedStore)
+	_, tailed := b.cfg.Store.(Tailer)
+
+	handle := func(m Message) bool {
+		pause := 50 * time.Millisecond
+		for hctx.Err() == nil {
+			sctx, scancel := context.WithTimeout(hctx, b.cfg.StoreTimeout)
+			var stored Message
+			var err error
+			if fenced != nil {
+				stored, err = fenced.PutFenced(sctx, m, name, token)
+			} else {
+				stored, err = b.cfg.Store.Put(sctx, m)
+			}
+			scancel()
+			switch {
+			case err == nil:
+				b.ingested.Add(1)
+				if !tailed {
+					b.hub.publish(NewEvent(stored))
+				}
+				return true
+			case errors.Is(err, ErrFenced):
+				b.log.Warn("another instance holds the ingest lease; stopping ingest", "broker", r.Upstream.Name())
+				cancel()
+				return false
+			}
+			// The store is down: hold the message (and the broker's flow)
+			// until it answers or the lease is lost.
+			b.ingestErrs.Add(1)
+			r.state.set(true, nil, "storing an incoming message: "+err.Error())
+			sleep(hctx, pause)
+			pause = min(pause*2, time.Second)
+		}
+		return false
+	}
+	conn, err := r.Ingest(hctx, handle)
+	if err != nil {
+		r.state.set(false, nil, "opening the ingest subscription: "+err.Error())
+		b.release(name, token)
+		sleep(ctx, ttl/3)
+		return
+	}
+	r.state.set(true, conn, "")
+
+	// Renew at a third of the TTL; give up before the lease can expire
+	// when renewals fail, so that no two holders overlap.
+	renewed := time.Now()
+	tick := time.NewTicker(ttl / 3)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-hctx.Done():
+			break loop
+		case <-tick.C:
+			ok, err := b.leases.Renew(hctx, name, token, ttl)
+			switch {
+			case err == nil && ok:
+				renewed = time.Now()
+			case err == nil:
+				b.log.Warn("the ingest lease was lost", "broker", r.Upstream.Name())
+				break loop
+			case time.Since(renewed) > ttl*2/3:
+				b.log.Warn("cannot renew the ingest lease; stopping ingest", "broker", r.Upstream.Name(), "err", err)
+				break loop
+			}
+		}
+	}
+	cancel()
+	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = conn.Close(cctx)
+	ccancel()
+	r.state.set(false, nil, "")
+	b.release(name, token)
+}
+
+func (b *Bridge) release(name, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = b.leases.Release(ctx, name, token)
+}
+
+func (s *ingestState) set(holding bool, conn IngestConn, lastErr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holding, s.conn, s.lastErr = holding, conn, lastErr
+}
+
+// problems are the ingest problems of a route on this instance.
+func (s *ingestState) problems(broker string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	if s.lastErr != "" {
+		out = append(out, "ingest of broker "+broker+": "+s.lastErr)
+	}
+	if s.holding && s.conn != nil {
+		for _, p := range s.conn.Problems() {
+			out = append(out, "ingest: "+p)
+		}
+	}
+	return out
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

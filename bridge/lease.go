@@ -1,0 +1,38 @@
+package bridge
+
+import (
+	"context"
+	"time"
+)
+
+// Leases hands out named, expiring leases, one holder at a time: the
+// instance that holds a broker's ingest lease is the only one that
+// subscribes to it and writes its messages. The Redis implementation serves
+// a fleet; the memory one, one process.
+type Leases interface {
+	// Acquire takes the lease name for ttl when no one holds it, and returns
+	// its fencing token; ok is false when another holder has it.
+	Acquire(ctx context.Context, name string, ttl time.Duration) (token string, ok bool, err error)
+	// Renew extends the lease for ttl if token still holds it; false when
+	// it was lost.
+	Renew(ctx context.Context, name, token string, ttl time.Duration) (bool, error)
+	// Release gives the lease up if token holds it.
+	Release(ctx context.Context, name, token string) error
+}
+
+// FencedStore is a Store shared by several instances: PutFenced records a
+// message only while token holds the lease name, in the same atomic step,
+// so that an instance that lost its lease (and does not know it yet)
+// cannot write. It returns ErrFenced otherwise.
+type FencedStore interface {
+	PutFenced(ctx context.Context, msg Message, lease, token string) (Message, error)
+}
+
+// Tailer is a Store whose history several instances share: Tail calls fn
+// with every message recorded after the id after, in order, as they are
+// recorded, until ctx ends. It survives a lost connection by resuming from
+// the last id it delivered. Each instance tails the history to deliver to
+// its own clients what the ingest owner recorded.
+type Tailer interface {
+	Tail(ctx context.Context, after string, fn func([]Message)) error
+}

@@ -1,0 +1,67 @@
+package ratelimit
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mqttbridge/mqttbridge/bridge"
+)
+
+func TestLimiter(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := New(Config{Publish: Rate{PerSecond: 2, Burst: 3}, Request: Rate{PerSecond: 1}})
+	l.now = func() time.Time { return now }
+	alice, bob := bridge.Identity{Name: "alice"}, bridge.Identity{Name: "bob"}
+	for i := range 3 {
+		if err := l.Allow(alice, bridge.ActionPublish); err != nil {
+			t.Fatalf("publish %d within the burst: %v", i, err)
+		}
+	}
+	err := l.Allow(alice, bridge.ActionPublish)
+	var e *bridge.Error
+	if err == nil || bridge.ErrorCode(err) != bridge.ECodeRateLimited {
+		t.Fatalf("the 4th publish: %v, want rate_limited", err)
+	}
+	e = err.(*bridge.Error)
+	if e.RetryAfter <= 0 || e.RetryAfter > time.Second {
+		t.Errorf("RetryAfter %v, want (0, 500ms]", e.RetryAfter)
+	}
+	// Others are not affected: another identity, another action, anonymous.
+	if err := l.Allow(bob, bridge.ActionPublish); err != nil {
+		t.Errorf("bob: %v", err)
+	}
+	if err := l.Allow(alice, bridge.ActionRequest); err != nil {
+		t.Errorf("alice's request: %v", err)
+	}
+	if err := l.Allow(alice, bridge.ActionSubscribe); err != nil {
+		t.Errorf("subscribe is not limited: %v", err)
+	}
+	for range 10 {
+		if err := l.Allow(bridge.Identity{}, bridge.ActionPublish); err != nil {
+			t.Fatalf("anonymous: %v", err)
+		}
+	}
+	// Refused attempts take no token: after RetryAfter one publish passes.
+	now = now.Add(e.RetryAfter)
+	if err := l.Allow(alice, bridge.ActionPublish); err != nil {
+		t.Errorf("after RetryAfter: %v", err)
+	}
+	if err := l.Allow(alice, bridge.ActionRequest); err == nil {
+		t.Error("a second request within a second of a 1/s limit was allowed")
+	}
+	// Idle buckets are dropped.
+	now = now.Add(time.Hour)
+	_ = l.Allow(bob, bridge.ActionPublish)
+	if n := len(l.bkts); n != 1 {
+		t.Errorf("%d buckets after an idle hour, want 1", n)
+	}
+}
+
+func TestNoLimit(t *testing.T) {
+	l := New(Config{})
+	for range 1000 {
+		if err := l.Allow(bridge.Identity{Name: "a"}, bridge.ActionPublish); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

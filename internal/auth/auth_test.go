@@ -1,0 +1,442 @@
+package auth
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mqttbridge/mqttbridge/bridge"
+)
+
+var (
+	hmacKey  = []byte("0123456789abcdef0123456789abcdef")
+	otherKey = []byte("fedcba9876543210fedcba9876543210")
+	t0       = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+)
+
+const apiKey = "mbk_test-key-1"
+
+func sign(tb testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims, header map[string]any) string {
+	tb.Helper()
+	tok := jwt.NewWithClaims(method, claims)
+	for k, v := range header {
+		tok.Header[k] = v
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func claims(extra jwt.MapClaims) jwt.MapClaims {
+	c := jwt.MapClaims{"sub": "alice", "exp": t0.Add(time.Hour).Unix(), "iat": t0.Unix(), "iss": "https://idp.example", "aud": "mqttbridge"}
+	for k, v := range extra {
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+	}
+	return c
+}
+
+// noneToken is an unsigned token (alg "none"), which must never pass.
+func noneToken(c jwt.MapClaims) string {
+	h, _ := json.Marshal(map[string]string{"alg": "none", "typ": "JWT"})
+	p, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p) + "."
+}
+
+func newAuth(tb testing.TB, mod func(*Config)) *Authenticator {
+	tb.Helper()
+	cfg := Config{
+		APIKeys: []APIKey{{Name: "svc", SHA256: HashKey(apiKey), Rules: bridge.Rules{Publish: []string{"cmd/#"}}}},
+		JWT: &JWTConfig{
+			Algorithms: []string{"HS256"}, HMACKeys: [][]byte{hmacKey},
+			Issuer: "https://idp.example", Audience: "mqttbridge",
+			ClientIDClaim: "cid", RulesClaim: "mqtt",
+			Rules: bridge.Rules{Subscribe: []string{"users/%u/#"}},
+		},
+		Now: func() time.Time { return t0 },
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	a, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
+func req(header ...string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/v1/ws", nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Add(header[i], header[i+1])
+	}
+	return r
+}
+
+func TestAuthenticate(t *testing.T) {
+	a := newAuth(t, nil)
+	good := sign(t, jwt.SigningMethodHS256, hmacKey, claims(nil), nil)
+	for _, c := range []struct {
+		name  string
+		r     *http.Request
+		query bool
+		who   string // "" when refused
+		code  string
+	}{
+		{"no credentials", req(), false, "", bridge.ECodeUnauthorized},
+		{"API key, Bearer", req("Authorization", "Bearer "+apiKey), false, "svc", ""},
+		{"API key, bearer lower case", req("Authorization", "bearer "+apiKey), false, "svc", ""},
+		{"API key, X-API-Key", req("X-API-Key", apiKey), false, "svc", ""},
+		{"unknown API key", req("X-API-Key", apiKey+"x"), false, "", bridge.ECodeUnauthorized},
+		{"empty API key", req("X-API-Key", ""), false, "", bridge.ECodeUnauthorized},
+		{"two API keys", req("X-API-Key", apiKey, "X-API-Key", apiKey), false, "", bridge.ECodeUnauthorized},
+		{"Basic", req("Authorization", "Basic c3ZjOng="), false, "", bridge.ECodeUnauthorized},
+		{"Bearer without token", req("Authorization", "Bearer"), false, "", bridge.ECodeUnauthorized},
+		{"JWT", req("Authorization", "Bearer "+good), false, "alice", ""},
+		{"JWT in X-API-Key", req("X-API-Key", good), false, "", bridge.ECodeUnauthorized},
+		{"malformed JWT", req("Authorization", "Bearer a.b.c"), false, "", bridge.ECodeUnauthorized},
+		{"wrong signature", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, otherKey, claims(nil), nil)), false, "", bridge.ECodeUnauthorized},
+		{"alg none", req("Authorization", "Bearer "+noneToken(claims(nil))), false, "", bridge.ECodeUnauthorized},
+		{"alg not allowed", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS384, hmacKey, claims(nil), nil)), false, "", bridge.ECodeUnauthorized},
+		{"expired", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"exp": t0.Add(-time.Second).Unix()}), nil)), false, "", bridge.ECodeUnauthorized},
+		{"no exp", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"exp": nil}), nil)), false, "", bridge.ECodeUnauthorized},
+		{"wrong audience", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"aud": "other"}), nil)), false, "", bridge.ECodeUnauthorized},
+		{"no audience", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"aud": nil}), nil)), false, "", bridge.ECodeUnauthorized},
+		{"wrong issuer", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"iss": "https://evil.example"}), nil)), false, "", bridge.ECodeUnauthorized},
+		{"not yet valid", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"nbf": t0.Add(time.Minute).Unix()}), nil)), false, "", bridge.ECodeUnauthorized},
+		{"no sub", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"sub": nil}), nil)), false, "", bridge.ECodeUnauthorized},
+		{"sub with a wildcard", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"sub": "a/#"}), nil)), false, "", bridge.ECodeForbidden},
+		{"sub with U+0000", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"sub": "a\x00"}), nil)), false, "", bridge.ECodeForbidden},
+		{"client id with a +", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"cid": "c+"}), nil)), false, "", bridge.ECodeForbidden},
+		{"bad rules claim", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"mqtt": map[string]any{"publish": []string{"a/#/b"}}}), nil)), false, "", bridge.ECodeUnauthorized},
+		{"unknown rules field", req("Authorization", "Bearer "+sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"mqtt": map[string]any{"admin": true}}), nil)), false, "", bridge.ECodeUnauthorized},
+		{"query on a header-only endpoint", httptest.NewRequest(http.MethodGet, "/v1/topics/a?access_token="+apiKey, nil), false, "", bridge.ECodeUnauthorized},
+		{"query", httptest.NewRequest(http.MethodGet, "/v1/ws?access_token="+apiKey, nil), true, "svc", ""},
+		{"query JWT", httptest.NewRequest(http.MethodGet, "/v1/ws?access_token="+good, nil), true, "alice", ""},
+		{"query twice", httptest.NewRequest(http.MethodGet, "/v1/ws?access_token="+apiKey+"&access_token="+apiKey, nil), true, "", bridge.ECodeUnauthorized},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id, err := a.Authenticate(c.r, c.query)
+			if c.who == "" {
+				if err == nil || bridge.ErrorCode(err) != c.code {
+					t.Fatalf("authenticated as %+v (%v), want %s", id, err, c.code)
+				}
+				if !id.IsAnonymous() {
+					t.Errorf("an identity %q with the error", id.Name)
+				}
+				if strings.Contains(err.Error(), apiKey) || strings.Contains(err.Error(), "eyJ") {
+					t.Errorf("the error shows the credential: %v", err)
+				}
+				return
+			}
+			if err != nil || id.Name != c.who {
+				t.Fatalf("got %q, %v; want %q", id.Name, err, c.who)
+			}
+		})
+	}
+}
+
+func TestJWTIdentity(t *testing.T) {
+	a := newAuth(t, nil)
+	tok := sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{
+		"cid": "web-1", "mqtt": map[string]any{"publish": []string{"users/%u/out"}, "request": []string{"rpc/%c/+"}},
+	}), nil)
+	id, err := a.Authenticate(req("Authorization", "Bearer "+tok), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bridge.Rules{Publish: []string{"users/%u/out"}, Subscribe: []string{"users/%u/#"}, Request: []string{"rpc/%c/+"}}
+	if id.Name != "alice" || id.ClientID != "web-1" || !id.Expires.Equal(t0.Add(time.Hour)) ||
+		strings.Join(id.Rules.Publish, ",") != strings.Join(want.Publish, ",") ||
+		strings.Join(id.Rules.Subscribe, ",") != strings.Join(want.Subscribe, ",") ||
+		strings.Join(id.Rules.Request, ",") != strings.Join(want.Request, ",") {
+		t.Errorf("identity %+v rules %+v", id, *id.Rules)
+	}
+	// The configured rules are not changed by a token's claim.
+	if n := len(a.jwt.cfg.Rules.Publish); n != 0 {
+		t.Errorf("the configured rules grew to %d publish rules", n)
+	}
+	// API keys never expire.
+	id, err = a.Authenticate(req("X-API-Key", apiKey), false)
+	if err != nil || !id.Expires.IsZero() || id.Rules.Publish[0] != "cmd/#" {
+		t.Errorf("API key identity %+v, %v", id, err)
+	}
+}
+
+func writeKeyFile(tb testing.TB, pub crypto.PublicKey) string {
+	tb.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := filepath.Join(tb.TempDir(), "key.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+func TestPublicKeyFiles(t *testing.T) {
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a := newAuth(t, func(c *Config) {
+		c.JWT = &JWTConfig{Algorithms: []string{"RS256", "PS256", "ES256", "HS256"}, HMACKeys: [][]byte{hmacKey},
+			PublicKeyFiles: []string{writeKeyFile(t, &rsaKey.PublicKey), writeKeyFile(t, &ecKey.PublicKey)}}
+	})
+	c := claims(jwt.MapClaims{"aud": nil, "iss": nil})
+	for _, tc := range []struct {
+		name string
+		tok  string
+		ok   bool
+	}{
+		{"RS256", sign(t, jwt.SigningMethodRS256, rsaKey, c, nil), true},
+		{"PS256", sign(t, jwt.SigningMethodPS256, rsaKey, c, nil), true},
+		{"ES256", sign(t, jwt.SigningMethodES256, ecKey, c, nil), true},
+		// The RSA public key used as an HMAC secret (algorithm confusion).
+		{"HS256 with the public key", sign(t, jwt.SigningMethodHS256, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(&rsaKey.PublicKey))}), c, nil), false},
+		{"RS512 not allowed", sign(t, jwt.SigningMethodRS512, rsaKey, c, nil), false},
+	} {
+		_, err := a.Authenticate(req("Authorization", "Bearer "+tc.tok), false)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func jwkOf(kid string, k *ecdsa.PrivateKey) map[string]string {
+	b := k.PublicKey.X.FillBytes(make([]byte, 32))
+	c := k.PublicKey.Y.FillBytes(make([]byte, 32))
+	return map[string]string{"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
+		"x": base64.RawURLEncoding.EncodeToString(b), "y": base64.RawURLEncoding.EncodeToString(c)}
+}
+
+// The JWKS is fetched once, cached, and fetched again when a token names a
+// new key id (a rotation), but not more often than the minimum interval.
+func TestJWKSRotation(t *testing.T) {
+	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var current atomic.Value
+	current.Store([]map[string]string{jwkOf("k1", k1)})
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": current.Load()})
+	}))
+	defer srv.Close()
+	now := t0
+	a := newAuth(t, func(c *Config) {
+		c.Now = func() time.Time { return now }
+		c.JWT = &JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, JWKSMinRefresh: time.Minute}
+	})
+	c := claims(jwt.MapClaims{"aud": nil, "iss": nil, "exp": t0.Add(24 * time.Hour).Unix()})
+	auth := func(k *ecdsa.PrivateKey, kid string) error {
+		_, err := a.Authenticate(req("Authorization", "Bearer "+sign(t, jwt.SigningMethodES256, k, c, map[string]any{"kid": kid})), false)
+		return err
+	}
+	if err := auth(k1, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := auth(k1, "k1"); err != nil || fetches.Load() != 1 {
+		t.Fatalf("second token: %v, %d fetches, want 1", err, fetches.Load())
+	}
+	// The provider rotates to k2. Within the minimum interval an unknown
+	// kid does not make the bridge fetch again.
+	current.Store([]map[string]string{jwkOf("k1", k1), jwkOf("k2", k2)})
+	if err := auth(k2, "k2"); err == nil || fetches.Load() != 1 {
+		t.Fatalf("k2 within the interval: %v, %d fetches", err, fetches.Load())
+	}
+	now = now.Add(time.Minute)
+	if err := auth(k2, "k2"); err != nil || fetches.Load() != 2 {
+		t.Fatalf("k2 after the interval: %v, %d fetches", err, fetches.Load())
+	}
+	// A token signed by k2 but claiming k1 fails.
+	if err := auth(k2, "k1"); err == nil {
+		t.Fatal("a token signed by k2 passed as k1")
+	}
+	// The provider fails: the cached keys keep working.
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fetches.Add(1); w.WriteHeader(500) })
+	now = now.Add(time.Hour)
+	if err := auth(k1, "k1"); err != nil {
+		t.Fatalf("with the provider down: %v", err)
+	}
+}
+
+func TestParseJWKS(t *testing.T) {
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	set, err := ParseJWKS([]byte(`{"keys":[
+		{"kty":"RSA","kid":"r","n":"` + base64.RawURLEncoding.EncodeToString(rsaKey.N.Bytes()) + `","e":"AQAB"},
+		{"kty":"OKP","crv":"Ed25519","kid":"e","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+		{"kty":"RSA","kid":"enc","use":"enc","n":"AA","e":"AQAB"},
+		{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set["r"]) != 1 || len(set["e"]) != 1 || len(set["enc"]) != 0 || len(set["s"]) != 0 {
+		t.Errorf("set %v", set)
+	}
+	if r := set["r"][0].(*rsa.PublicKey); r.N.Cmp(rsaKey.N) != 0 || r.E != 65537 {
+		t.Error("the RSA key differs")
+	}
+	for _, bad := range []string{`{`, `{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}`, `{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}`} {
+		if _, err := ParseJWKS([]byte(bad)); err == nil {
+			t.Errorf("ParseJWKS(%s) accepted", bad)
+		}
+	}
+}
+
+func TestTickets(t *testing.T) {
+	now := t0
+	a := newAuth(t, func(c *Config) { c.Now = func() time.Time { return now }; c.TicketTTL = 30 * time.Second })
+	alice := bridge.Identity{Name: "alice", Rules: &bridge.Rules{Subscribe: []string{"#"}}, Expires: t0.Add(time.Hour)}
+	tk, exp, err := a.IssueTicket(alice)
+	if err != nil || !exp.Equal(t0.Add(30*time.Second)) || !strings.HasPrefix(tk, TicketPrefix) {
+		t.Fatalf("IssueTicket: %q %v %v", tk, exp, err)
+	}
+	// Not on endpoints that take only headers.
+	if _, err := a.Authenticate(req("Authorization", "Bearer "+tk), false); err == nil {
+		t.Fatal("a ticket worked outside /v1/ws and /v1/stream")
+	}
+	id, err := a.Authenticate(httptest.NewRequest(http.MethodGet, "/v1/ws?access_token="+tk, nil), true)
+	if err != nil || id.Name != "alice" || !id.Expires.Equal(alice.Expires) {
+		t.Fatalf("redeem: %+v %v", id, err)
+	}
+	if _, err := a.Authenticate(httptest.NewRequest(http.MethodGet, "/v1/ws?access_token="+tk, nil), true); err == nil {
+		t.Fatal("a ticket worked twice")
+	}
+	tk2, _, _ := a.IssueTicket(alice)
+	now = now.Add(30 * time.Second)
+	if _, err := a.Authenticate(httptest.NewRequest(http.MethodGet, "/v1/stream?access_token="+tk2, nil), true); err == nil {
+		t.Fatal("an expired ticket worked")
+	}
+	// A ticket never outlives the credentials it was issued for.
+	short := alice
+	short.Expires = now.Add(5 * time.Second)
+	if _, exp, _ := a.IssueTicket(short); !exp.Equal(short.Expires) {
+		t.Errorf("ticket expiry %v, want the credentials' %v", exp, short.Expires)
+	}
+	if _, _, err := a.IssueTicket(bridge.Identity{}); bridge.ErrorCode(err) != bridge.ECodeUnauthorized {
+		t.Errorf("a ticket for the anonymous caller: %v", err)
+	}
+	b := newAuth(t, func(c *Config) { c.MaxTickets = 1 })
+	if _, _, err := b.IssueTicket(alice); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.IssueTicket(alice); bridge.ErrorCode(err) != bridge.ECodeRateLimited {
+		t.Errorf("over MaxTickets: %v", err)
+	}
+}
+
+func TestClientCertificate(t *testing.T) {
+	a := newAuth(t, func(c *Config) {
+		c.ClientCert = &ClientCertConfig{Rules: bridge.Rules{Publish: []string{"devices/%u/#"}}}
+	})
+	cert := &x509.Certificate{Subject: pkix.Name{CommonName: "device-7"}, NotAfter: t0.Add(time.Hour), SerialNumber: big.NewInt(1)}
+	r := req()
+	r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}, VerifiedChains: [][]*x509.Certificate{{cert}}}
+	id, err := a.Authenticate(r, false)
+	if err != nil || id.Name != "device-7" || !id.Expires.Equal(cert.NotAfter) {
+		t.Fatalf("%+v %v", id, err)
+	}
+	// An unverified certificate is no credential.
+	r.TLS.VerifiedChains = nil
+	if _, err := a.Authenticate(r, false); bridge.ErrorCode(err) != bridge.ECodeUnauthorized {
+		t.Fatalf("unverified: %v", err)
+	}
+	// Without client-certificate authentication configured, neither.
+	r.TLS.VerifiedChains = [][]*x509.Certificate{{cert}}
+	if _, err := newAuth(t, nil).Authenticate(r, false); bridge.ErrorCode(err) != bridge.ECodeUnauthorized {
+		t.Fatalf("not configured: %v", err)
+	}
+}
+
+func TestNewRefuses(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"nothing":          {},
+		"bad hash":         {APIKeys: []APIKey{{Name: "a", SHA256: "abc"}}},
+		"bad name":         {APIKeys: []APIKey{{Name: "a/b", SHA256: HashKey("k")}}},
+		"same key twice":   {APIKeys: []APIKey{{Name: "a", SHA256: HashKey("k")}, {Name: "b", SHA256: HashKey("k")}}},
+		"bad rule":         {APIKeys: []APIKey{{Name: "a", SHA256: HashKey("k"), Rules: bridge.Rules{Publish: []string{"a/#/b"}}}}},
+		"alg none":         {JWT: &JWTConfig{Algorithms: []string{"none"}}},
+		"no algorithms":    {JWT: &JWTConfig{HMACKeys: [][]byte{hmacKey}}},
+		"HS without key":   {JWT: &JWTConfig{Algorithms: []string{"HS256"}}},
+		"short HMAC key":   {JWT: &JWTConfig{Algorithms: []string{"HS256"}, HMACKeys: [][]byte{[]byte("short")}}},
+		"RS without a key": {JWT: &JWTConfig{Algorithms: []string{"RS256"}}},
+		"missing key file": {JWT: &JWTConfig{Algorithms: []string{"RS256"}, PublicKeyFiles: []string{"/nonexistent.pem"}}},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%s: New accepted %+v", name, cfg)
+		}
+	}
+}
+
+func TestRedactQuery(t *testing.T) {
+	for in, want := range map[string]string{
+		"filter=a&access_token=secret":  "filter=a&access_token=xxxxx",
+		"access_token=s&access_token=t": "access_token=xxxxx&access_token=xxxxx",
+		"filter=a":                      "filter=a",
+		"x_access_token=1":              "x_access_token=1",
+	} {
+		if got := RedactQuery(in); got != want {
+			t.Errorf("RedactQuery(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Whatever a client sends as a token, Authenticate does not panic and
+// admits it only when it is the API key or a JWT signed with the key.
+func FuzzToken(f *testing.F) {
+	a := newAuth(f, nil)
+	good := sign(f, jwt.SigningMethodHS256, hmacKey, claims(nil), nil)
+	for _, s := range []string{apiKey, good, good[:len(good)-2], noneToken(claims(nil)), "a.b.c", "mbt_x", "..", "Bearer x", strings.Replace(good, ".", "..", 1)} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, tok string, query bool) {
+		r := req("Authorization", "Bearer "+tok)
+		id, err := a.Authenticate(r, query)
+		if err != nil {
+			if c := bridge.ErrorCode(err); c != bridge.ECodeUnauthorized && c != bridge.ECodeForbidden {
+				t.Fatalf("error code %q", c)
+			}
+			return
+		}
+		tok = strings.TrimSpace(tok)
+		if tok == apiKey {
+			return
+		}
+		if _, perr := jwt.Parse(tok, func(*jwt.Token) (any, error) { return hmacKey, nil }, jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(func() time.Time { return t0 })); perr != nil {
+			t.Fatalf("%q authenticated as %q, but it is neither the key nor a signed token: %v", tok, id.Name, perr)
+		}
+	})
+}

@@ -1,0 +1,319 @@
+package auth
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/bridge/acl"
+)
+
+// Algorithms are the JWT algorithms that may be allowed; "none" never is.
+var Algorithms = []string{
+	"HS256", "HS384", "HS512",
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512",
+	"EdDSA",
+}
+
+// JWTConfig configures JWT authentication.
+type JWTConfig struct {
+	// Algorithms is the allow-list, from Algorithms; required.
+	Algorithms []string
+	// HMACKeys are the secrets of HS256/384/512 tokens (several during a
+	// rotation).
+	HMACKeys [][]byte
+	// PublicKeyFiles are PEM files of public keys or certificates (RSA,
+	// ECDSA, Ed25519) for RS*, PS*, ES* and EdDSA tokens.
+	PublicKeyFiles []string
+	// JWKSURL is an identity provider's key set, fetched when first needed
+	// and again every JWKSRefresh, and when a token names an unknown key
+	// id (at most every JWKSMinRefresh).
+	JWKSURL string
+	// JWKSRefresh defaults to 15m; JWKSMinRefresh to 30s.
+	JWKSRefresh    time.Duration
+	JWKSMinRefresh time.Duration
+	// HTTPClient fetches the key set; default a client with a 5s timeout.
+	HTTPClient *http.Client
+	// Issuer and Audience, when set, must be the token's iss and one of
+	// its aud.
+	Issuer   string
+	Audience string
+	// Leeway tolerates clock skew on exp, nbf and iat; default 0.
+	Leeway time.Duration
+	// NameClaim holds the identity's name; default "sub".
+	NameClaim string
+	// ClientIDClaim, when set, holds the identity's client id (%c).
+	ClientIDClaim string
+	// RulesClaim, when set, may hold topic rules as an object
+	// {"publish": [...], "subscribe": [...], "request": [...]}, added to
+	// Rules.
+	RulesClaim string
+	// Rules are the topic permissions of every JWT identity.
+	Rules bridge.Rules
+}
+
+type jwtVerifier struct {
+	cfg    JWTConfig
+	parser *jwt.Parser
+	static []crypto.PublicKey
+	jwks   *jwks
+	log    *slog.Logger
+}
+
+func newJWTVerifier(cfg JWTConfig, now func() time.Time, log *slog.Logger) (*jwtVerifier, error) {
+	if len(cfg.Algorithms) == 0 {
+		return nil, errors.New("auth: jwt: no algorithms allowed")
+	}
+	var hmac, public bool
+	for _, alg := range cfg.Algorithms {
+		if !slices.Contains(Algorithms, alg) {
+			return nil, fmt.Errorf("auth: jwt: algorithm %q is not one of %s", alg, strings.Join(Algorithms, ", "))
+		}
+		if strings.HasPrefix(alg, "HS") {
+			hmac = true
+		} else {
+			public = true
+		}
+	}
+	if hmac && len(cfg.HMACKeys) == 0 {
+		return nil, errors.New("auth: jwt: HS algorithms allowed, but no HMAC key")
+	}
+	for i, k := range cfg.HMACKeys {
+		if len(k) < 32 {
+			return nil, fmt.Errorf("auth: jwt: HMAC key %d is %d bytes; at least 32 are needed", i, len(k))
+		}
+	}
+	if public && len(cfg.PublicKeyFiles) == 0 && cfg.JWKSURL == "" {
+		return nil, errors.New("auth: jwt: public-key algorithms allowed, but no public key file or JWKS URL")
+	}
+	if cfg.NameClaim == "" {
+		cfg.NameClaim = "sub"
+	}
+	if err := acl.ValidateRules(cfg.Rules); err != nil {
+		return nil, fmt.Errorf("auth: jwt: rules: %w", err)
+	}
+	v := &jwtVerifier{cfg: cfg, log: log}
+	for _, f := range cfg.PublicKeyFiles {
+		keys, err := readPublicKeys(f)
+		if err != nil {
+			return nil, fmt.Errorf("auth: jwt: %w", err)
+		}
+		v.static = append(v.static, keys...)
+	}
+	if cfg.JWKSURL != "" {
+		v.jwks = newJWKS(cfg, now, log)
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(cfg.Algorithms),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(cfg.Leeway),
+		jwt.WithTimeFunc(now),
+		jwt.WithIssuedAt(),
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	v.parser = jwt.NewParser(opts...)
+	return v, nil
+}
+
+// verify checks a token and builds its identity.
+func (v *jwtVerifier) verify(tok string) (bridge.Identity, error) {
+	claims := jwt.MapClaims{}
+	if _, err := v.parser.ParseWithClaims(tok, claims, v.keyFunc); err != nil {
+		return bridge.Identity{}, unauthorized("invalid token: %s", jwtReason(err))
+	}
+	id := bridge.Identity{}
+	name, ok := claims[v.cfg.NameClaim].(string)
+	if !ok || name == "" {
+		return bridge.Identity{}, unauthorized("invalid token: no %q claim with the identity's name", v.cfg.NameClaim)
+	}
+	id.Name = name
+	if v.cfg.ClientIDClaim != "" {
+		if c, ok := claims[v.cfg.ClientIDClaim]; ok {
+			s, isString := c.(string)
+			if !isString {
+				return bridge.Identity{}, unauthorized("invalid token: the %q claim is not a string", v.cfg.ClientIDClaim)
+			}
+			id.ClientID = s
+		}
+	}
+	rules := v.cfg.Rules
+	if v.cfg.RulesClaim != "" {
+		if raw, ok := claims[v.cfg.RulesClaim]; ok {
+			extra, err := parseRulesClaim(raw)
+			if err != nil {
+				return bridge.Identity{}, unauthorized("invalid token: the %q claim: %v", v.cfg.RulesClaim, err)
+			}
+			rules.Publish = slices.Concat(rules.Publish, extra.Publish)
+			rules.Subscribe = slices.Concat(rules.Subscribe, extra.Subscribe)
+			rules.Request = slices.Concat(rules.Request, extra.Request)
+		}
+	}
+	id.Rules = &rules
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		id.Expires = exp.Time
+	}
+	return id, nil
+}
+
+// parseRulesClaim reads {"publish": [...], "subscribe": [...], "request":
+// [...]} strictly and validates the patterns.
+func parseRulesClaim(raw any) (bridge.Rules, error) {
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return bridge.Rules{}, err
+	}
+	var r bridge.Rules
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return bridge.Rules{}, errors.New(`want {"publish": [...], "subscribe": [...], "request": [...]} of MQTT filters`)
+	}
+	if err := acl.ValidateRules(r); err != nil {
+		return bridge.Rules{}, err
+	}
+	return r, nil
+}
+
+// jwtReason says why a token failed, without quoting it.
+func jwtReason(err error) string {
+	for _, c := range []struct {
+		err error
+		msg string
+	}{
+		{jwt.ErrTokenMalformed, "malformed"},
+		{jwt.ErrTokenSignatureInvalid, "signature invalid"},
+		{jwt.ErrTokenExpired, "token expired"},
+		{jwt.ErrTokenNotValidYet, "not valid yet"},
+		{jwt.ErrTokenUsedBeforeIssued, "issued in the future"},
+		{jwt.ErrTokenInvalidAudience, "wrong audience"},
+		{jwt.ErrTokenInvalidIssuer, "wrong issuer"},
+		{jwt.ErrTokenRequiredClaimMissing, "a required claim is missing (exp is required)"},
+	} {
+		if errors.Is(err, c.err) {
+			return c.msg
+		}
+	}
+	if errors.Is(err, jwt.ErrTokenUnverifiable) {
+		var u *unknownKey
+		if errors.As(err, &u) {
+			return u.Error()
+		}
+		return "the algorithm is not allowed or no key can verify it"
+	}
+	return "not a valid token"
+}
+
+type unknownKey struct{ kid string }
+
+func (u *unknownKey) Error() string {
+	if u.kid == "" {
+		return "no key to verify it"
+	}
+	return fmt.Sprintf("no key with id %q", u.kid)
+}
+
+// keyFunc returns the keys that can verify t: HMAC secrets for HS*, and
+// public keys of the algorithm's type for the others (from the files and
+// the JWKS, by kid when the token names one).
+func (v *jwtVerifier) keyFunc(t *jwt.Token) (any, error) {
+	alg := t.Method.Alg()
+	if !slices.Contains(v.cfg.Algorithms, alg) { // the parser checked; twice is cheap
+		return nil, fmt.Errorf("algorithm %q not allowed", alg)
+	}
+	var keys []jwt.VerificationKey
+	if strings.HasPrefix(alg, "HS") {
+		for _, k := range v.cfg.HMACKeys {
+			keys = append(keys, k)
+		}
+		return jwt.VerificationKeySet{Keys: keys}, nil
+	}
+	kid, _ := t.Header["kid"].(string)
+	candidates := slices.Clone(v.static)
+	if v.jwks != nil {
+		candidates = append(candidates, v.jwks.keys(kid)...)
+	}
+	for _, k := range candidates {
+		if keyFits(alg, k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, &unknownKey{kid}
+	}
+	return jwt.VerificationKeySet{Keys: keys}, nil
+}
+
+// keyFits reports whether k is the key type of alg.
+func keyFits(alg string, k crypto.PublicKey) bool {
+	switch k.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		return strings.HasPrefix(alg, "ES")
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	}
+	return false
+}
+
+// readPublicKeys reads every public key and certificate in a PEM file.
+func readPublicKeys(path string) ([]crypto.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []crypto.PublicKey
+	for {
+		var blk *pem.Block
+		blk, data = pem.Decode(data)
+		if blk == nil {
+			break
+		}
+		switch blk.Type {
+		case "PUBLIC KEY":
+			k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			out = append(out, k)
+		case "RSA PUBLIC KEY":
+			k, err := x509.ParsePKCS1PublicKey(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			out = append(out, k)
+		case "CERTIFICATE":
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			out = append(out, c.PublicKey)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no PEM public key or certificate", path)
+	}
+	return out, nil
+}
