@@ -34,3 +34,4 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzCoveredBy -fuzztime=30s ./bridge/topic/
 	$(GO) test -run='^$$' -fuzz=FuzzPattern -fuzztime=30s ./bridge/acl/
 	$(GO) test -run='^$$' -fuzz=FuzzToken -fuzztime=30s ./internal/auth/
+	$(GO) test -run='^$$' -fuzz=FuzzClientPackets -fuzztime=30s ./wsproxy/

@@ -1,6 +1,9 @@
 // Package bridge is the domain of mqttbridge: the Message, the Bridge service
-// (publish, read last values, list, delete), the Authorizer every operation
-// goes through, and the interfaces (Upstream, Store) that adapters implement.
+// (publish, read last values, list, delete, request/response), the
+// Authorizer every operation goes through (bridge/acl implements it), the
+// Limiter every publish and request goes through (bridge/ratelimit), the
+// Limits on topics and connections, and the interfaces (Upstream,
+// Replier, Store, Groups, ...) that adapters implement.
 //
 // It imports no web framework and no driver: gin, gorilla, go-redis and paho
 // live in the adapters beside it (httpapi, wsproxy, bridge/mqtt,

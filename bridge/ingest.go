@@ -129,7 +129,9 @@ func (b *Bridge) holdIngest(ctx context.Context, r *Route, name, token string) {
 			}
 			// The store is down: hold the message (and the broker's flow)
 			// until it answers or the lease is lost.
-			b.ingestErrs.Add(1)
+			if b.ingestErrs.Add(1)%50 == 1 {
+				b.log.Warn("storing an incoming message failed; retrying", "broker", r.Upstream.Name(), "err", err)
+			}
 			r.state.set(true, nil, "storing an incoming message: "+err.Error())
 			sleep(hctx, pause)
 			pause = min(pause*2, time.Second)

@@ -40,13 +40,27 @@ type CORS struct {
 }
 
 // Paths whose routes authenticate differently: health and readiness never
-// need credentials, and the WebSocket endpoint authenticates itself (its
-// handler is given the same authenticator).
+// need credentials, and the WebSocket endpoints authenticate themselves
+// (see selfAuthed).
 var (
 	publicPaths = []string{"/healthz", "/readyz"}
 	queryPaths  = []string{"/v1/stream"}
-	selfAuthed  = []string{"/v1/ws"}
 )
+
+// selfAuthed reports whether the route's handler authenticates its callers
+// itself, with the same authenticator (it takes one-time tickets, which can
+// be redeemed only once): the WebSocket endpoints /v1/ws and /mqtt, when
+// they are served. When /mqtt is off it answers 404 only to callers with
+// credentials.
+func (s *Server) selfAuthed(path string) bool {
+	switch path {
+	case "/v1/ws":
+		return s.cfg.WebSocket != nil
+	case "/mqtt":
+		return s.cfg.MQTT != nil
+	}
+	return false
+}
 
 const identityKey = "mqttbridge.identity"
 
@@ -57,7 +71,7 @@ const identityKey = "mqttbridge.identity"
 func (s *Server) identify(c *gin.Context) {
 	a := s.cfg.Authenticator
 	path := c.FullPath()
-	if a == nil || slices.Contains(publicPaths, path) || slices.Contains(selfAuthed, path) ||
+	if a == nil || slices.Contains(publicPaths, path) || s.selfAuthed(path) ||
 		slices.Contains(s.cfg.PublicPaths, c.Request.URL.Path) {
 		c.Set(identityKey, bridge.Identity{})
 		c.Next()

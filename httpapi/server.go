@@ -29,6 +29,9 @@ type Config struct {
 	// WebSocket serves GET /v1/ws (wsproxy); nil answers 404. It
 	// authenticates its callers itself, with the same Authenticator.
 	WebSocket http.Handler
+	// MQTT serves GET /mqtt, MQTT over WebSocket (wsproxy); nil answers
+	// 404. It authenticates its callers itself, like WebSocket.
+	MQTT http.Handler
 	// Web serves the console page and /client.js at WebPaths; nil answers
 	// 404.
 	Web      http.Handler
@@ -112,6 +115,7 @@ func New(cfg Config) *Server {
 	if cfg.WebSocket != nil {
 		v1.GET("/ws", gin.WrapH(cfg.WebSocket))
 	}
+	e.GET("/mqtt", s.mqtt)
 	if cfg.Web != nil {
 		for _, p := range cfg.WebPaths {
 			e.GET(p, gin.WrapH(cfg.Web))
@@ -145,4 +149,13 @@ func (s *Server) recover(c *gin.Context) {
 		}
 	}()
 	c.Next()
+}
+
+// mqtt serves GET /mqtt with Config.MQTT, or 404 when it is off.
+func (s *Server) mqtt(c *gin.Context) {
+	if s.cfg.MQTT == nil {
+		c.JSON(http.StatusNotFound, errorBody{wire.ErrorDetail{Code: bridge.ECodeNotFound, Message: "MQTT over WebSocket is not enabled (mqtt_proxy.enabled)"}})
+		return
+	}
+	s.cfg.MQTT.ServeHTTP(c.Writer, c.Request)
 }

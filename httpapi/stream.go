@@ -27,7 +27,7 @@ type sseKey struct{}
 // the filters. `id:` is the message id; Last-Event-ID (header, or the
 // last_event_id query parameter) resumes after it from the history.
 func (s *Server) stream(c *gin.Context) {
-	if err := checkQuery(c, "filter", "snapshot", "last_event_id"); err != nil {
+	if err := checkQuery(c, "filter", "snapshot", "last_event_id", "access_token"); err != nil {
 		s.fail(c, err)
 		return
 	}

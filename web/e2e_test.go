@@ -216,6 +216,22 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 }
 
+// TestMQTTJSInBrowser runs MQTT.js (its browser bundle from npm) inside
+// Chromium against /mqtt of the real bridge and its embedded broker.
+func TestMQTTJSInBrowser(t *testing.T) {
+	needNode(t)
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skipf("SKIPPED: %s is missing, so MQTT.js is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
+	}
+	if _, err := os.Stat(filepath.Join("e2e", "node_modules", "mqtt", "dist", "mqtt.min.js")); err != nil {
+		t.Skip("SKIPPED: the npm package mqtt is not installed in web/e2e, so MQTT.js is not tested in a browser. Run `make web-deps`.")
+	}
+	b := startBridge(t)
+	_, root := buildBridge(t)
+	runNode(t, root, 75*time.Second, nil, "--test-reporter=spec",
+		filepath.Join("web", "e2e", "mqttjs-browser.test.mjs"), b.base, fmt.Sprint(b.mqttPort))
+}
+
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

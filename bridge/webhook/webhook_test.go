@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -100,8 +101,13 @@ type delivery struct {
 }
 
 func newReceiver(t *testing.T, answer func(n int, d delivery) int) *receiver {
+	return newReceiverOn(t, nil, answer)
+}
+
+// newReceiverOn is newReceiver listening on ln (nil: a new port).
+func newReceiverOn(t *testing.T, ln net.Listener, answer func(n int, d delivery) int) *receiver {
 	r := &receiver{answer: answer}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		d := delivery{id: req.Header.Get("webhook-id"), header: req.Header.Clone(), body: body, verified: verify(secret, req.Header, body)}
 		var env struct{ Topic string }
@@ -126,6 +132,11 @@ func newReceiver(t *testing.T, answer func(n int, d delivery) int) *receiver {
 		}
 		w.WriteHeader(status)
 	}))
+	if ln != nil {
+		r.Listener.Close()
+		r.Listener = ln
+	}
+	r.Start()
 	t.Cleanup(r.Close)
 	return r
 }
@@ -533,4 +544,43 @@ func TestConfigRefused(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// A receiver that is down (nothing listens): the message becomes a dead
+// letter saying why; once a receiver listens there, a replay of every dead
+// letter delivers it.
+func TestReceiverDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	e := newEnv(t)
+	m := e.manager(t, "a", hook("http://"+addr+"/hook", nil))
+	msg := e.put(t, "orders/9/status", "x")
+	eventually(t, "dead letter", func() string {
+		dls, _, err := m.DeadLetters(t.Context(), bridge.Identity{}, "erp", "", 10)
+		if err != nil || len(dls) != 1 {
+			return fmt.Sprintf("%d dead letters, %v", len(dls), err)
+		}
+		if !strings.Contains(dls[0].Error, "connection refused") || strings.Contains(dls[0].Error, addr+"/hook") {
+			t.Fatalf("error %q: want the cause, without the URL", dls[0].Error)
+		}
+		return ""
+	})
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	rcv := newReceiverOn(t, ln, nil)
+	if n, err := m.Replay(t.Context(), bridge.Identity{}, "erp", nil); err != nil || n != 1 {
+		t.Fatalf("Replay = %d, %v", n, err)
+	}
+	eventually(t, "replayed", func() string {
+		if got := rcv.deliveries(); len(got) != 1 || got[0].id != msg.ID || got[0].verified != nil {
+			return fmt.Sprintf("deliveries %v", got)
+		}
+		return ""
+	})
 }

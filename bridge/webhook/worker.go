@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -375,6 +377,11 @@ func (w *worker) attempt(m bridge.Message) error {
 	if err != nil {
 		if ctx.Err() != nil && w.m.hard.Err() == nil {
 			return fmt.Errorf("no answer within %s", w.cfg.Timeout)
+		}
+		// Not the url.Error: it quotes the URL, which may hold a token.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
 		}
 		return fmt.Errorf("request failed: %v", err)
 	}

@@ -48,7 +48,13 @@ func startFleet(t *testing.T, n int, durableRedis bool) *fleet {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, b := range f.bridges {
-				t.Logf("%s:\n%s", b.Addr, lastLines(b.Log(), 30))
+				ready := ""
+				if resp, err := http.Get("http://" + b.Addr + "/readyz"); err == nil {
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					ready = string(body)
+				}
+				t.Logf("%s: readyz %s\n%s", b.Addr, ready, lastLines(b.Log(), 30))
 			}
 		}
 	})

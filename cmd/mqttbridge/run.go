@@ -47,6 +47,7 @@ type Main struct {
 	sessions  bridge.Sessions
 	sec       *security
 	ws        *wsproxy.Server
+	mqtt      *wsproxy.MQTTServer // nil when mqtt_proxy.enabled is false
 	closeRds  func() error
 	conns     []*mqtt.Conn
 	ln        net.Listener
@@ -142,6 +143,10 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.ws = ws
+	mqttHandler, err := m.startMQTTProxy(brokers[0])
+	if err != nil {
+		return err
+	}
 	api := httpapi.New(httpapi.Config{
 		Bridge:      b,
 		Spec:        mqttbridge.OpenAPI,
@@ -150,6 +155,7 @@ func (m *Main) Run(ctx context.Context) error {
 		StreamQueue: cfg.WS.QueueMessages,
 		Heartbeat:   time.Duration(cfg.HTTP.SSEHeartbeat),
 		WebSocket:   ws,
+		MQTT:        mqttHandler,
 		Web:         web.Handler(),
 		WebPaths:    web.Paths(),
 		Logger:      log,
@@ -286,7 +292,7 @@ func (m *Main) banner(brokers []config.Broker) {
 	}
 	fmt.Fprintf(w, "  HTTP API        %s://%s  (console /, spec /openapi.yaml, health /healthz /readyz)\n", scheme, displayAddr(m.HTTPAddr))
 	if m.Config.Auth.Enabled() {
-		fmt.Fprintf(w, "  authentication  on: %d API keys, JWT %v, client certificates %v\n", len(m.Config.Auth.APIKeys), m.Config.Auth.JWT.Algorithms, m.Config.Auth.ClientCert.Enabled)
+		fmt.Fprintf(w, "  authentication  on: %s\n", authSummary(m.Config.Auth))
 	} else {
 		fmt.Fprintf(w, "  authentication  off: every caller may do everything (see docs/security.md)\n")
 	}
@@ -316,6 +322,9 @@ func (m *Main) Close(ctx context.Context) error {
 		var errs []error
 		if m.ws != nil {
 			errs = append(errs, m.ws.Shutdown(ctx))
+		}
+		if m.mqtt != nil {
+			errs = append(errs, m.mqtt.Shutdown(ctx))
 		}
 		if m.Webhooks != nil {
 			errs = append(errs, m.Webhooks.Close(ctx))

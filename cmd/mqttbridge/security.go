@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -169,4 +170,19 @@ func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.cert, nil
+}
+
+// authSummary says which ways to authenticate are on, for the banner.
+func authSummary(a config.Auth) string {
+	var parts []string
+	if n := len(a.APIKeys); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d API keys", n))
+	}
+	if len(a.JWT.Algorithms) > 0 {
+		parts = append(parts, "JWT "+strings.Join(a.JWT.Algorithms, ","))
+	}
+	if a.ClientCert.Enabled {
+		parts = append(parts, "client certificates")
+	}
+	return strings.Join(parts, ", ")
 }

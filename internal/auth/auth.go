@@ -232,21 +232,6 @@ func (a *Authenticator) IssueTicket(id bridge.Identity) (string, time.Time, erro
 // TicketTTL is how long tickets stay valid.
 func (a *Authenticator) TicketTTL() time.Duration { return a.cfg.TicketTTL }
 
-// RedactQuery returns rawQuery with the value of access_token replaced, for
-// logging a URL.
-func RedactQuery(rawQuery string) string {
-	if !strings.Contains(rawQuery, QueryParam) {
-		return rawQuery
-	}
-	parts := strings.Split(rawQuery, "&")
-	for i, p := range parts {
-		if k, _, _ := strings.Cut(p, "="); k == QueryParam {
-			parts[i] = QueryParam + "=xxxxx"
-		}
-	}
-	return strings.Join(parts, "&")
-}
-
 func truncate(s string) string {
 	if len(s) > 100 {
 		return s[:100] + "…"

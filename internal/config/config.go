@@ -35,6 +35,9 @@ type Config struct {
 	// Request and Webhooks: requests.go.
 	Request  Request   `yaml:"request"`
 	Webhooks []Webhook `yaml:"webhooks"`
+
+	// MQTTProxy: mqttproxy.go.
+	MQTTProxy MQTTProxy `yaml:"mqtt_proxy"`
 }
 
 // HTTP configures the HTTP server.
@@ -267,6 +270,7 @@ func Default() Config {
 	}
 	defaultSecurity(&c)
 	defaultRequests(&c)
+	defaultMQTTProxy(&c)
 	return c
 }
 

@@ -58,8 +58,9 @@ var settings = []setting{
 		help: `TCP listener of the embedded broker, used when no broker is configured (default "127.0.0.1:11883")`,
 		set:  func(c *Config, v string) error { c.Embedded.Addr = v; return nil }},
 	{key: "redis.url", flag: "redis-url", env: "MQTTBRIDGE_REDIS_URL", arg: "URL",
-		help: `Redis store, redis:// or rediss://, password allowed in the URL (default: none, in-memory store)`,
-		set:  func(c *Config, v string) error { c.Redis.URL = v; return nil }},
+		help: "Redis store, redis:// or rediss://, password allowed in the URL (default: none, in-memory store);\n" +
+			"with Sentinel or Cluster a URL without host (rediss://:password@/0) gives credentials, database and TLS",
+		set: func(c *Config, v string) error { c.Redis.URL = v; return nil }},
 	{key: "redis.password", env: "MQTTBRIDGE_REDIS_PASSWORD", arg: "PASSWORD",
 		help: "password for --redis-url (instead of one in the URL); there is no flag, for the reason above",
 		set:  func(c *Config, v string) error { c.Redis.Password = v; return nil }},

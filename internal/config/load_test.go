@@ -58,7 +58,8 @@ func TestLoadDefaults(t *testing.T) {
 		Auth:    Auth{TicketTTL: Duration(30 * time.Second), JWT: JWT{NameClaim: "sub", JWKSRefresh: Duration(15 * time.Minute)}},
 		Limits: Limits{TopicLength: 65535, TopicLevels: 64, SubscriptionsPerConnection: 1000, ConnectionsPerIdentity: 100,
 			PublishRate: 100, PublishBurst: 200, RequestRate: 10, RequestBurst: 20},
-		Request: Request{ReplyPrefix: "mqttbridge/reply/", Timeout: Duration(10 * time.Second), MaxTimeout: Duration(time.Minute)},
+		Request:   Request{ReplyPrefix: "mqttbridge/reply/", Timeout: Duration(10 * time.Second), MaxTimeout: Duration(time.Minute)},
+		MQTTProxy: MQTTProxy{Enabled: true, Credentials: "broker", MaxPacketSize: MiB, IdleTimeout: Duration(5 * time.Minute)},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n%v\nwant:\n%v", cfg, want)

@@ -67,6 +67,13 @@ func (p *Process) Start() {
 			p.tb.Fatalf("testenv: %s does not listen on %s: %s", p.name, p.Addr, lastLines(p.out.Bytes(), 20))
 		}
 	}
+	// Something else may have taken the port while the process was down
+	// (another test's server): then the dial succeeds but ours exits.
+	select {
+	case <-done:
+		p.tb.Fatalf("testenv: %s exited after start (port %s taken?): %s", p.name, p.Addr, lastLines(p.out.Bytes(), 20))
+	case <-time.After(150 * time.Millisecond):
+	}
 	p.cmd, p.done = cmd, done
 }
 

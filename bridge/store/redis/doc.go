@@ -85,6 +85,18 @@
 // its page is full or the stream ends; each batch checks the mark again.
 // LastID is the stream's last-generated-id, which trimming keeps.
 //
+// # Consumer groups
+//
+// Groups (groups.go, for webhooks) are Redis consumer groups on
+// {P}history named after the group ("webhook:<name>"): XREADGROUP hands
+// out new entries, XACK acknowledges, XAUTOCLAIM moves the pending entries
+// of a consumer that stopped. A group's dead letters are the stream
+// {P}group:<group>:dead, its replay queue {P}group:<group>:replay; their
+// entries hold the message's fields plus msg_id, attempts, error and
+// failed_at. Because the history is trimmed to its window, a group that
+// falls behind it loses entries: the read reports it (max-deleted-entry-id
+// above the group's last-delivered-id).
+//
 // # Errors
 //
 // Every failure to reach Redis, including the per-call Timeout, is an

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/mqttbridge/mqttbridge/internal/config"
+)
+
+// mqttURL is the instance's MQTT-over-WebSocket URL.
+func (in *instance) mqttURL() string { return strings.Replace(in.base, "http", "ws", 1) + "/mqtt" }
+
+// dialMQTT opens /mqtt with the subprotocol mqtt and header pairs; it
+// returns the connection, or nil and the handshake status.
+func (in *instance) dialMQTT(tb testing.TB, header ...string) (*websocket.Conn, int) {
+	tb.Helper()
+	h := http.Header{}
+	for i := 0; i+1 < len(header); i += 2 {
+		h.Add(header[i], header[i+1])
+	}
+	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+	ws, resp, err := d.Dial(in.mqttURL(), h)
+	if err != nil {
+		if resp == nil {
+			tb.Fatalf("dial /mqtt: %v", err)
+		}
+		return nil, resp.StatusCode
+	}
+	tb.Cleanup(func() { ws.Close() })
+	return ws, http.StatusSwitchingProtocols
+}
+
+// mqttExchange sends one MQTT packet and returns the next message.
+func mqttExchange(tb testing.TB, ws *websocket.Conn, packet []byte) []byte {
+	tb.Helper()
+	if err := ws.WriteMessage(websocket.BinaryMessage, packet); err != nil {
+		tb.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, b, err := ws.ReadMessage()
+	if err != nil {
+		tb.Fatalf("after sending % x: %v", packet, err)
+	}
+	return b
+}
+
+// connect311 is an MQTT 3.1.1 CONNECT with a clean session and keep alive 30.
+func connect311(clientID string) []byte {
+	body := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 30, 0, byte(len(clientID))}, clientID...)
+	return append([]byte{0x10, byte(len(body))}, body...)
+}
+
+// The default wiring: /mqtt reaches the embedded broker's TCP listener, and
+// what an MQTT client publishes there is what HTTP reads.
+func TestMQTTProxyEmbedded(t *testing.T) {
+	in := start(t, "--embedded-mqtt-addr", "127.0.0.1:0")
+	in.waitReady(t)
+	ws, status := in.dialMQTT(t)
+	if ws == nil {
+		t.Fatalf("handshake %d", status)
+	}
+	if ack := mqttExchange(t, ws, connect311("e2e")); !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("CONNACK % x", ack)
+	}
+	// PUBLISH QoS 1, retained, demo/proxied = "via /mqtt", packet id 7.
+	pub := append([]byte{0x33, 0, 0, 12}, "demo/proxied"...)
+	pub = append(append(pub, 0, 7), "via /mqtt"...)
+	pub[1] = byte(len(pub) - 2)
+	if ack := mqttExchange(t, ws, pub); !bytes.Equal(ack, []byte{0x40, 2, 0, 7}) {
+		t.Fatalf("PUBACK % x", ack)
+	}
+	eventually(t, "GET demo/proxied", func() string {
+		resp, body := in.do(t, "GET", "/v1/topics/demo/proxied", nil)
+		if resp.StatusCode != 200 || string(body) != "via /mqtt" {
+			return resp.Status + " " + string(body)
+		}
+		return ""
+	})
+}
+
+// mqtt_proxy.enabled: false answers 404; with authentication on, /mqtt
+// authenticates itself (401 without credentials, the same API keys as
+// everywhere else).
+func TestMQTTProxyConfig(t *testing.T) {
+	off := startWith(t, func(c *config.Config) { c.MQTTProxy.Enabled = false }, "--embedded-mqtt-addr", "127.0.0.1:0")
+	if _, status := off.dialMQTT(t); status != http.StatusNotFound {
+		t.Errorf("disabled: %d, want 404", status)
+	}
+
+	in := startLogged(t, withAuth, nil)
+	in.waitReady(t)
+	if _, status := in.dialMQTT(t); status != http.StatusUnauthorized {
+		t.Errorf("no credentials: %d, want 401", status)
+	}
+	resp, err := http.Get(in.base + "/mqtt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || errorCode(body) != "unauthorized" {
+		t.Errorf("plain GET: %d %s", resp.StatusCode, body)
+	}
+	resp, body = in.doBad(t, "GET", "/mqtt", nil, "X-API-Key", svcKey)
+	if resp.StatusCode != http.StatusBadRequest || errorCode(body) != "invalid_request" {
+		t.Errorf("plain GET with credentials: %d %s, want 400", resp.StatusCode, body)
+	}
+	ws, status := in.dialMQTT(t, "X-API-Key", svcKey)
+	if ws == nil {
+		t.Fatalf("with an API key: %d", status)
+	}
+	if ack := mqttExchange(t, ws, connect311("svc-1")); !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("CONNACK % x", ack)
+	}
+	// SUBSCRIBE id 1 to users/svc/# (allowed) and other/# (not): 01 80.
+	sub := []byte{0x82, 0, 0, 1}
+	for _, f := range []string{"users/svc/#", "other/#"} {
+		sub = append(append(append(sub, 0, byte(len(f))), f...), 1)
+	}
+	sub[1] = byte(len(sub) - 2)
+	if ack := mqttExchange(t, ws, sub); !bytes.Equal(ack, []byte{0x90, 4, 0, 1, 1, 0x80}) {
+		t.Errorf("SUBACK % x, want 90 04 00 01 01 80", ack)
+	}
+}
