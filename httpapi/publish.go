@@ -166,26 +166,6 @@ func headerProperties(h http.Header, p *bridge.Properties) error {
 	return nil
 }
 
-// headerEscape percent-encodes s for an MQTT-* header value: every byte
-// outside printable ASCII, and '%', ',', '=' and '"', so that UTF-8 text,
-// topics (with their '/') and key=value lists survive any HTTP hop. It is
-// undone by url.PathUnescape.
-func headerEscape(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7F || c == '%' || c == ',' || c == '=' || c == '"' {
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
-
 // jsonBodyLimit bounds a JSON publish body: a base64 payload of the largest
 // allowed size and its properties fit.
 func (s *Server) jsonBodyLimit() int64 { return int64(s.bridge.MaxPayload())*2 + 1<<20 }

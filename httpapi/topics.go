@@ -159,7 +159,7 @@ func contentType(msg *bridge.Message) string {
 // writeMetaHeaders puts a message's MQTT metadata into response headers.
 func writeMetaHeaders(h http.Header, msg *bridge.Message, now time.Time) {
 	h.Set(hdrMessageID, msg.ID)
-	h.Set(hdrTopic, headerEscape(msg.Topic))
+	h.Set(hdrTopic, wire.HeaderEscape(msg.Topic))
 	h.Set(hdrQoS, strconv.Itoa(int(msg.QoS)))
 	h.Set(hdrRetain, strconv.FormatBool(msg.Retain))
 	p := &msg.Properties
@@ -170,13 +170,13 @@ func writeMetaHeaders(h http.Header, msg *bridge.Message, now time.Time) {
 		h.Set(hdrMessageExpiry, strconv.FormatUint(uint64(left), 10))
 	}
 	if p.ResponseTopic != "" {
-		h.Set(hdrResponseTopic, headerEscape(p.ResponseTopic))
+		h.Set(hdrResponseTopic, wire.HeaderEscape(p.ResponseTopic))
 	}
 	if p.CorrelationData != nil {
 		h.Set(hdrCorrelationData, base64.StdEncoding.EncodeToString(p.CorrelationData))
 	}
 	for _, up := range p.UserProperties {
-		h.Add(hdrUserProperty, headerEscape(up.Key)+"="+headerEscape(up.Value))
+		h.Add(hdrUserProperty, wire.HeaderEscape(up.Key)+"="+wire.HeaderEscape(up.Value))
 	}
 }
 

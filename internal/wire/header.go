@@ -5,8 +5,7 @@ import "strings"
 // HeaderEscape percent-encodes s for an MQTT-* header value: every byte
 // outside printable ASCII, and '%', ',', '=' and '"', so that UTF-8 text,
 // topics (with their '/') and key=value lists survive any HTTP hop.
-// url.PathUnescape undoes it. (httpapi has the same rule for its
-// responses.)
+// url.PathUnescape undoes it.
 func HeaderEscape(s string) string {
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder
