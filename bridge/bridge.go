@@ -34,6 +34,9 @@ type Config struct {
 	// LeaseTTL is how long an ingest lease lasts without renewal: the
 	// longest a dead holder delays ingest. Default 5s.
 	LeaseTTL time.Duration
+	// Metrics counts publishes, store calls, ingest and streams; default
+	// NoMetrics.
+	Metrics Metrics
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -68,6 +71,9 @@ type Bridge struct {
 
 	ingested   atomic.Uint64
 	ingestErrs atomic.Uint64
+
+	draining  chan struct{} // closed by Drain (metrics.go)
+	drainOnce sync.Once
 }
 
 // New returns a Bridge with no routes; add them with AddRoute before use.
@@ -96,7 +102,11 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Leases == nil {
 		cfg.Leases, _ = cfg.Store.(Leases)
 	}
-	return &Bridge{cfg: cfg, owners: topic.NewTrie[int](), hub: newHub(), leases: cfg.Leases, log: cfg.Logger}, nil
+	if cfg.Metrics == nil {
+		cfg.Metrics = NoMetrics{}
+	}
+	return &Bridge{cfg: cfg, owners: topic.NewTrie[int](), hub: newHub(), leases: cfg.Leases, log: cfg.Logger,
+		draining: make(chan struct{})}, nil
 }
 
 // AddRoute makes up the owner of filters. It must be called before the
@@ -152,7 +162,13 @@ func (b *Bridge) Publish(ctx context.Context, id Identity, msg Message) (Publish
 	if msg.ReceivedAt.IsZero() {
 		msg.ReceivedAt = time.Now()
 	}
-	return up.Publish(ctx, msg)
+	res, err := up.Publish(ctx, msg)
+	outcome := "ok"
+	if err != nil {
+		outcome = ErrorCode(err)
+	}
+	b.cfg.Metrics.Published(msg.QoS, outcome)
+	return res, err
 }
 
 // CheckPublish runs every check Publish runs, without publishing. Batch
@@ -192,7 +208,7 @@ func (b *Bridge) Last(ctx context.Context, id Identity, name string) (Message, e
 	if _, err := b.route(name); err != nil {
 		return Message{}, err
 	}
-	return b.cfg.Store.Get(ctx, name)
+	return timeStore(b, "get", func() (Message, error) { return b.cfg.Store.Get(ctx, name) })
 }
 
 // List returns a page of last values of topics matching filter; see
@@ -211,7 +227,12 @@ func (b *Bridge) List(ctx context.Context, id Identity, filter, after string, li
 	err := b.cfg.Authorizer.Authorize(ctx, id, ActionSubscribe, filter)
 	switch {
 	case err == nil:
-		return b.cfg.Store.List(ctx, filter, after, limit)
+		var next string
+		msgs, err := timeStore(b, "list", func() (msgs []Message, err error) {
+			msgs, next, err = b.cfg.Store.List(ctx, filter, after, limit)
+			return msgs, err
+		})
+		return msgs, next, err
 	case ErrorCode(err) == ECodeForbidden:
 		return b.listAllowed(ctx, id, filter, after, limit, err)
 	}
@@ -279,6 +300,9 @@ func (b *Bridge) LastID(ctx context.Context) (string, error) { return b.cfg.Stor
 // not subscribed, or a store that does not answer. Empty means ready.
 func (b *Bridge) Problems(ctx context.Context) []string {
 	var out []string
+	if b.IsDraining() {
+		out = append(out, "draining: this instance is shutting down")
+	}
 	if len(b.routes) == 0 {
 		out = append(out, "no broker configured")
 	}
@@ -286,7 +310,7 @@ func (b *Bridge) Problems(ctx context.Context) []string {
 		out = append(out, r.Upstream.Problems()...)
 		out = append(out, r.state.problems(r.Upstream.Name())...)
 	}
-	if err := b.cfg.Store.Ping(ctx); err != nil {
+	if _, err := timeStore(b, "ping", func() (struct{}, error) { return struct{}{}, b.cfg.Store.Ping(ctx) }); err != nil {
 		out = append(out, "store: "+err.Error())
 	}
 	return out

@@ -15,6 +15,9 @@ type FeedConfig struct {
 	Queue int
 	// QueueBytes bounds the payload bytes waiting; default 8 MiB.
 	QueueBytes int
+	// Kind labels the feed in the metrics ("ws", "sse", "longpoll"): open
+	// feeds, deliveries and queue drops. "" counts nothing.
+	Kind string
 }
 
 // Delivery is one message for a feed's consumer.
@@ -62,6 +65,7 @@ type Feed struct {
 	held    []*Event          // live messages that wait for a snapshot or replay
 	snapIDs map[string]string // topic → id of the snapshot value sent
 	err     error
+	closed  bool
 }
 
 type feedSub struct {
@@ -80,6 +84,9 @@ func (b *Bridge) NewFeed(id Identity, cfg FeedConfig) *Feed {
 	}
 	if cfg.QueueBytes <= 0 {
 		cfg.QueueBytes = 8 << 20
+	}
+	if cfg.Kind != "" {
+		b.cfg.Metrics.StreamOpened(cfg.Kind)
 	}
 	return &Feed{
 		b: b, id: id, cfg: cfg, seq: feedSeq.Add(1),
@@ -104,7 +111,12 @@ func (f *Feed) Err() error {
 }
 
 // Took tells the feed that d has left the queue (its bytes are free).
-func (f *Feed) Took(d Delivery) { f.bytes.Add(-int64(len(d.Event.Payload))) }
+func (f *Feed) Took(d Delivery) {
+	f.bytes.Add(-int64(len(d.Event.Payload)))
+	if f.cfg.Kind != "" {
+		f.b.cfg.Metrics.Delivered(f.cfg.Kind)
+	}
+}
 
 // Subscriptions returns the feed's filters and their QoS.
 func (f *Feed) Subscriptions() map[string]byte {
@@ -204,6 +216,10 @@ func (f *Feed) Close() {
 	}
 	f.subs = map[string]*feedSub{}
 	f.failLocked(ErrFeedClosed)
+	if !f.closed && f.cfg.Kind != "" {
+		f.b.cfg.Metrics.StreamClosed(f.cfg.Kind)
+	}
+	f.closed = true
 }
 
 // deliver is called by the hub for each live message matching the feed.
@@ -250,14 +266,14 @@ func (f *Feed) deliverLocked(ev *Event) {
 func (f *Feed) enqueueLocked(d Delivery) {
 	n := int64(len(d.Event.Payload))
 	if f.bytes.Load()+n > int64(f.cfg.QueueBytes) && len(f.out) > 0 {
-		f.failLocked(ErrSlowConsumer)
+		f.dropLocked()
 		return
 	}
 	select {
 	case f.out <- d:
 		f.bytes.Add(n)
 	default:
-		f.failLocked(ErrSlowConsumer)
+		f.dropLocked()
 	}
 }
 
@@ -280,6 +296,14 @@ func (f *Feed) enqueueWait(ctx context.Context, d Delivery) error {
 	}
 	f.enqueueLocked(d)
 	return f.err
+}
+
+// dropLocked fails the feed whose queue has no room for a message.
+func (f *Feed) dropLocked() {
+	if f.cfg.Kind != "" {
+		f.b.cfg.Metrics.QueueDropped(f.cfg.Kind)
+	}
+	f.failLocked(ErrSlowConsumer)
 }
 
 func (f *Feed) failLocked(err error) {

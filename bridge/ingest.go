@@ -58,6 +58,9 @@ func (b *Bridge) Start(ctx context.Context) {
 				for _, m := range msgs {
 					b.hub.publish(NewEvent(m))
 				}
+				if n := len(msgs); n > 0 && !msgs[n-1].ReceivedAt.IsZero() {
+					b.cfg.Metrics.TailLag(time.Since(msgs[n-1].ReceivedAt))
+				}
 			})
 		}()
 	}
@@ -107,17 +110,17 @@ func (b *Bridge) holdIngest(ctx context.Context, r *Route, name, token string) {
 		pause := 50 * time.Millisecond
 		for hctx.Err() == nil {
 			sctx, scancel := context.WithTimeout(hctx, b.cfg.StoreTimeout)
-			var stored Message
-			var err error
-			if fenced != nil {
-				stored, err = fenced.PutFenced(sctx, m, name, token)
-			} else {
-				stored, err = b.cfg.Store.Put(sctx, m)
-			}
+			stored, err := timeStore(b, "put", func() (Message, error) {
+				if fenced != nil {
+					return fenced.PutFenced(sctx, m, name, token)
+				}
+				return b.cfg.Store.Put(sctx, m)
+			})
 			scancel()
 			switch {
 			case err == nil:
 				b.ingested.Add(1)
+				b.cfg.Metrics.Ingested(r.Upstream.Name())
 				if !tailed {
 					b.hub.publish(NewEvent(stored))
 				}
@@ -129,6 +132,7 @@ func (b *Bridge) holdIngest(ctx context.Context, r *Route, name, token string) {
 			}
 			// The store is down: hold the message (and the broker's flow)
 			// until it answers or the lease is lost.
+			b.cfg.Metrics.IngestStoreError(r.Upstream.Name())
 			if b.ingestErrs.Add(1)%50 == 1 {
 				b.log.Warn("storing an incoming message failed; retrying", "broker", r.Upstream.Name(), "err", err)
 			}
@@ -146,6 +150,8 @@ func (b *Bridge) holdIngest(ctx context.Context, r *Route, name, token string) {
 		return
 	}
 	r.state.set(true, conn, "")
+	b.cfg.Metrics.IngestLease(r.Upstream.Name(), true)
+	defer b.cfg.Metrics.IngestLease(r.Upstream.Name(), false)
 
 	// Renew at a third of the TTL; give up before the lease can expire
 	// when renewals fail, so that no two holders overlap.

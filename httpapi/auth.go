@@ -71,7 +71,7 @@ const identityKey = "mqttbridge.identity"
 func (s *Server) identify(c *gin.Context) {
 	a := s.cfg.Authenticator
 	path := c.FullPath()
-	if a == nil || slices.Contains(publicPaths, path) || s.selfAuthed(path) ||
+	if a == nil || slices.Contains(publicPaths, path) || s.selfAuthed(path) || path == "/metrics" && s.cfg.PublicMetrics ||
 		slices.Contains(s.cfg.PublicPaths, c.Request.URL.Path) {
 		c.Set(identityKey, bridge.Identity{})
 		c.Next()

@@ -54,6 +54,13 @@ type Config struct {
 	RequestTimeout, MaxRequestTimeout time.Duration
 	// Webhooks serves the dead-letter endpoints; nil answers 404.
 	Webhooks Webhooks
+	// Metrics serves GET /metrics (internal/metrics); nil answers 404.
+	// With an Authenticator it needs credentials unless PublicMetrics.
+	Metrics       http.Handler
+	PublicMetrics bool
+	// Observer counts every request (method, route template, status,
+	// duration); default counts nothing.
+	Observer RequestObserver
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -86,11 +93,14 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	s := &Server{cfg: cfg, bridge: cfg.Bridge, log: cfg.Logger}
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	e.Use(s.recover, s.identify)
+	e.Use(s.access, s.recover, s.identify)
 	e.NoRoute(func(c *gin.Context) {
 		c.JSON(http.StatusNotFound, errorBody{wire.ErrorDetail{Code: bridge.ECodeNotFound, Message: "no such endpoint"}})
 	})
@@ -101,6 +111,7 @@ func New(cfg Config) *Server {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/openapi.yaml", s.spec)
+	e.GET("/metrics", s.metrics)
 
 	v1 := e.Group("/v1")
 	v1.POST("/topics/*topic", s.publishRaw)

@@ -60,6 +60,9 @@ func (s *Server) stream(c *gin.Context) {
 		s.fail(c, bridge.Errorf(bridge.ECodeForbidden, "origin %q is not allowed (ws.allowed_origins)", c.GetHeader("Origin")))
 		return
 	}
+	if s.refuseDraining(c) {
+		return
+	}
 	id := identity(c)
 	for _, f := range filters {
 		if err := s.bridge.CheckSubscribe(c, id, f); err != nil {
@@ -76,7 +79,7 @@ func (s *Server) stream(c *gin.Context) {
 	expired, stopExpiry := expiryTimer(id)
 	defer stopExpiry()
 
-	feed := s.bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.StreamQueue})
+	feed := s.bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.StreamQueue, Kind: "sse"})
 	defer feed.Close()
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
@@ -126,7 +129,14 @@ func (s *Server) stream(c *gin.Context) {
 			if !write([]byte(": keep-alive\n\n")) {
 				return
 			}
+		case <-s.bridge.Draining():
+			// EventSource reconnects (to another instance) and resumes
+			// with Last-Event-ID.
+			return
 		case <-feed.Done():
+			if bridge.ErrorCode(feed.Err()) == bridge.ECodeSlowConsumer {
+				s.bridge.Metrics().SlowClosed("sse")
+			}
 			d, _ := wire.Detail(feed.Err())
 			write(sseData("error", d))
 			return

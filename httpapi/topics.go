@@ -53,7 +53,7 @@ func (s *Server) getTopic(c *gin.Context) {
 	defer release()
 	// Subscribe before reading the current value, so that nothing falls
 	// between the two.
-	feed := s.bridge.NewFeed(identity(c), bridge.FeedConfig{Queue: 16})
+	feed := s.bridge.NewFeed(identity(c), bridge.FeedConfig{Queue: 16, Kind: "longpoll"})
 	defer feed.Close()
 	if err := feed.Subscribe(c, []string{name}, bridge.SubscribeOptions{}); err != nil {
 		s.fail(c, err)
@@ -84,11 +84,10 @@ func (s *Server) getTopic(c *gin.Context) {
 				return
 			}
 		case <-timer.C:
-			if err == nil && inm != "" {
-				s.writeMessage(c, &msg, inm) // still the same: 304
-				return
-			}
-			s.fail(c, bridge.ErrNotFound)
+			s.waitedOut(c, &msg, err, inm)
+			return
+		case <-s.bridge.Draining(): // answer now, as if the wait ended
+			s.waitedOut(c, &msg, err, inm)
 			return
 		case <-feed.Done():
 			s.fail(c, feed.Err())
@@ -247,4 +246,14 @@ func (s *Server) listMessages(c *gin.Context) {
 		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(next))
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// waitedOut answers a long-poll whose wait ended without a new message:
+// 304 when the client has the current value, else 404.
+func (s *Server) waitedOut(c *gin.Context, msg *bridge.Message, err error, inm string) {
+	if err == nil && inm != "" {
+		s.writeMessage(c, msg, inm) // still the same: 304
+		return
+	}
+	s.fail(c, bridge.ErrNotFound)
 }

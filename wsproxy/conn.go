@@ -49,7 +49,7 @@ type closeFrame struct {
 func newConn(s *Server, ws *websocket.Conn, id bridge.Identity) *conn {
 	return &conn{
 		s: s, ws: ws, id: id,
-		feed:       s.cfg.Bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.QueueMessages, QueueBytes: s.cfg.QueueBytes}),
+		feed:       s.cfg.Bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.QueueMessages, QueueBytes: s.cfg.QueueBytes, Kind: "ws"}),
 		ctrl:       make(chan []byte, 64),
 		closeCh:    make(chan closeFrame, 1),
 		writerDone: make(chan struct{}),
@@ -232,7 +232,7 @@ func (c *conn) writeLoop(ctx context.Context) {
 			c.sendClose(CloseTokenExpired, "token expired")
 			return
 		case <-ctx.Done():
-			c.sendClose(websocket.CloseGoingAway, "server shutting down")
+			c.sendClose(CloseServiceRestart, "server shutting down")
 			return
 		}
 	}
@@ -242,6 +242,7 @@ func (c *conn) writeLoop(ctx context.Context) {
 func (c *conn) endFeed() {
 	if bridge.ErrorCode(c.feed.Err()) == bridge.ECodeSlowConsumer {
 		c.s.slowClosed.Add(1)
+		c.s.cfg.Bridge.Metrics().SlowClosed("ws")
 		c.s.log.Info("closing a slow WebSocket client", "session", c.session)
 		c.sendClose(CloseSlowConsumer, "slow consumer: outgoing queue full")
 		return

@@ -24,6 +24,9 @@ import (
 const (
 	CloseSlowConsumer = 4001 // the outgoing queue was full
 	CloseTooManyUnack = 4002 // too many unacknowledged QoS 1 messages
+	// CloseServiceRestart (1012) ends every connection on shutdown: the
+	// client reconnects, to another instance, and resumes.
+	CloseServiceRestart = websocket.CloseServiceRestart
 )
 
 // Config configures the WebSocket endpoint. Zero values get the defaults.
@@ -234,7 +237,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	s.mu.Lock()
-	if s.closing {
+	if s.closing || s.cfg.Bridge.IsDraining() {
 		s.mu.Unlock()
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, bridge.ECodeBrokerUnavailable, "the server is shutting down")
@@ -258,13 +261,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
-// Shutdown closes every connection with 1001 (going away), saving their
-// sessions, and waits for them to end or ctx to be done.
+// Shutdown refuses new connections (503), closes every connection with
+// 1012 (service restart), saving their sessions, and waits for them to end
+// or ctx to be done. Safe to call twice.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	for c := range s.conns {
-		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+		c.closeWith(CloseServiceRestart, "server shutting down")
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})

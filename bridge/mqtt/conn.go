@@ -335,6 +335,21 @@ func (c *Conn) MaxPacketSize() uint32 {
 // OnMessage was full.
 func (c *Conn) Dropped() uint64 { return c.dropped.Load() }
 
+// Connected reports whether the connection is up (for metrics).
+func (c *Conn) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up
+}
+
+// Reconnects counts the connections made after the first one (for
+// metrics).
+func (c *Conn) Reconnects() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return max(c.gen, 1) - 1
+}
+
 // Problems lists why the connection is not ready: not connected (with the
 // last error), a subscription pending, refused by the broker or failed. It is
 // empty when connected and every filter's SUBACK succeeded since the last

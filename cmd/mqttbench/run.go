@@ -113,7 +113,7 @@ func cmdRun(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var cfg runConfig
 	var scen string
-	fs.StringVar(&scen, "scenario", "all", "P1, R1 or all")
+	fs.StringVar(&scen, "scenario", "all", "P1, R1, F1, M1, S1, or a comma-separated list; all = P1,R1; ws = F1,M1")
 	fs.IntVar(&cfg.Runs, "runs", 3, "rounds; every system is measured once per round")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measurement window per run (max 60s)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "warm-up per run (max 10s)")
@@ -137,17 +137,40 @@ func cmdRun(args []string) error {
 	fs.StringVar(&bridgeMQTTAddr, "bridge-mqtt-addr", bridgeMQTTAddr, "bridge embedded MQTT listen address")
 	fs.StringVar(&noopAddr, "noop-addr", noopAddr, "noop peer listen address")
 	fs.StringVar(&centrifugoAddr, "centrifugo-addr", centrifugoAddr, "Centrifugo listen address")
-	report := fs.String("report", "", "render the tables from this -out file of an earlier run instead of running (give the same -runs, -duration, ... as that run)")
+	fs.StringVar(&wsBridgeHTTPAddr, "ws-bridge-http-addr", wsBridgeHTTPAddr, "bridge HTTP listen address in F1 and M1")
+	fs.StringVar(&wsBridgeMQTTAddr, "ws-bridge-mqtt-addr", wsBridgeMQTTAddr, "bridge embedded MQTT listen address in F1 and M1")
+	fs.StringVar(&wsCentrifugoAddr, "ws-centrifugo-addr", wsCentrifugoAddr, "Centrifugo listen address in F1 and M1")
+	fs.StringVar(&mosquittoWSAddr, "mosquitto-ws-addr", mosquittoWSAddr, "Mosquitto WebSocket listen address (F1, M1)")
+	fs.StringVar(&mosquittoMQTTAddr, "mosquitto-mqtt-addr", mosquittoMQTTAddr, "Mosquitto MQTT listen address (F1 publisher)")
+	fs.StringVar(&wsCfg.Mosquitto, "mosquitto", wsCfg.Mosquitto, "Mosquitto 2.0 binary for F1 and M1 (skipped when absent)")
+	fs.Var(intList{&wsCfg.Subs}, "subs", "F1: numbers of WebSocket clients, comma-separated")
+	fs.Var(intList{&wsCfg.Windows}, "windows", "F1: messages in flight at the maximum rate; each is run, the best counts")
+	fs.IntVar(&wsCfg.IdleConns, "idle-conns", wsCfg.IdleConns, "M1: idle connections")
+	fs.IntVar(&wsCfg.IdleParallel, "idle-parallel", wsCfg.IdleParallel, "M1: connections opened at once")
+	fs.DurationVar(&wsCfg.IdleSettle, "idle-settle", wsCfg.IdleSettle, "M1: wait after the last connection before reading VmRSS")
+	fs.StringVar(&wsCfg.Out, "ws-out", wsCfg.Out, "F1 and M1 measurements as JSON")
+	s1Flags(fs)
+	report := fs.String("report", "", "render the tables from this -out (or -ws-out) file of an earlier run instead of running (give the same -runs, -duration, ... as that run)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	switch strings.ToUpper(scen) {
-	case "ALL":
-		cfg.Scenarios = []string{"P1", "R1"}
-	case "P1", "R1":
-		cfg.Scenarios = []string{strings.ToUpper(scen)}
-	default:
-		return fmt.Errorf("-scenario %q: want P1, R1 or all", scen)
+	var wsScenarios []string
+	s1 := false
+	for _, sc := range strings.Split(strings.ToUpper(scen), ",") {
+		switch sc = strings.TrimSpace(sc); sc {
+		case "ALL":
+			cfg.Scenarios = append(cfg.Scenarios, "P1", "R1")
+		case "WS":
+			wsScenarios = append(wsScenarios, "F1", "M1")
+		case "P1", "R1":
+			cfg.Scenarios = append(cfg.Scenarios, sc)
+		case "F1", "M1":
+			wsScenarios = append(wsScenarios, sc)
+		case "S1":
+			s1 = true
+		default:
+			return fmt.Errorf("-scenario %q: want P1, R1, F1, M1, S1, all or ws", scen)
+		}
 	}
 	if cfg.Runs < 1 || cfg.Runs > 10 {
 		return fmt.Errorf("-runs %d: want 1..10", cfg.Runs)
@@ -158,7 +181,8 @@ func cmdRun(args []string) error {
 	if *report != "" {
 		return renderReport(&cfg, *report)
 	}
-	for _, a := range []string{bridgeHTTPAddr, bridgeMQTTAddr, noopAddr, centrifugoAddr} {
+	for _, a := range []string{bridgeHTTPAddr, bridgeMQTTAddr, noopAddr, centrifugoAddr,
+		wsBridgeHTTPAddr, wsBridgeMQTTAddr, wsCentrifugoAddr, mosquittoWSAddr, mosquittoMQTTAddr} {
 		if err := checkBenchAddr(a); err != nil {
 			return err
 		}
@@ -207,8 +231,22 @@ func cmdRun(args []string) error {
 			return err
 		}
 	}
-	if err := saveResults(cfg.Out, all); err != nil {
-		return err
+	if len(cfg.Scenarios) > 0 {
+		if err := saveResults(cfg.Out, all); err != nil {
+			return err
+		}
+	}
+	if len(wsScenarios) > 0 {
+		if err := runWSScenarios(ctx, &cfg, wsScenarios, &md); err != nil {
+			fmt.Print("\n" + md.String())
+			return err
+		}
+	}
+	if s1 {
+		if err := runS1(ctx, &cfg, &md); err != nil {
+			fmt.Print("\n" + md.String())
+			return err
+		}
 	}
 	fmt.Print("\n" + md.String())
 	if cfg.Markdown != "" {
@@ -569,7 +607,9 @@ func generate(ctx context.Context, cfg *runConfig, s *system, rate float64, dur 
 func shellJoin(args []string) string {
 	q := make([]string, len(args))
 	for i, a := range args {
-		if strings.ContainsAny(a, " \"'{}&?*") {
+		if a == "" {
+			a = "''"
+		} else if strings.ContainsAny(a, " \"'{}&?*") {
 			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 		}
 		q[i] = a
@@ -922,6 +962,9 @@ func renderReport(cfg *runConfig, path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
+	}
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
+		return renderWSReport(cfg, b) // an F1/M1 file
 	}
 	var all []*scenarioResult
 	if err := json.Unmarshal(b, &all); err != nil {

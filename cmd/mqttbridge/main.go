@@ -59,6 +59,7 @@ func main() {
 	<-ctx.Done()
 	stop()
 	signal.Stop(hup)
+	m.Logger.Info("shutting down: draining", "grace", time.Duration(cfg.HTTP.ShutdownTimeout))
 
 	shutdown, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.HTTP.ShutdownTimeout))
 	defer cancel()

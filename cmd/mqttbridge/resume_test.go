@@ -64,8 +64,8 @@ func TestResumeAcrossRestart(t *testing.T) {
 	if err := a.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.tryRead(5 * time.Second); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
-		t.Fatalf("on shutdown: %v, want close 1001", err)
+	if _, err := c.tryRead(5 * time.Second); !websocket.IsCloseError(err, websocket.CloseServiceRestart) {
+		t.Fatalf("on shutdown: %v, want close 1012", err)
 	}
 
 	b := start(t, args...)

@@ -24,6 +24,7 @@ import (
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/config"
 	"github.com/mqttbridge/mqttbridge/internal/embedded"
+	"github.com/mqttbridge/mqttbridge/internal/metrics"
 	"github.com/mqttbridge/mqttbridge/web"
 	"github.com/mqttbridge/mqttbridge/wsproxy"
 )
@@ -42,6 +43,7 @@ type Main struct {
 	Embedded *embedded.Broker // the embedded broker, when no broker is configured
 	Bridge   *bridge.Bridge
 	Webhooks *webhook.Manager // the webhooks (webhooks.go)
+	Metrics  *metrics.Metrics // this instance's Prometheus registry, served at /metrics
 
 	store     bridge.Store
 	sessions  bridge.Sessions
@@ -54,6 +56,8 @@ type Main struct {
 	srv       *http.Server
 	closeOnce sync.Once
 	closeErr  error
+	drainOnce sync.Once
+	drainErr  error
 }
 
 // NewMain returns a Main for cfg, which Load has validated.
@@ -89,6 +93,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.sec = sec
+	m.Metrics = metrics.New()
 	b, err := bridge.New(bridge.Config{
 		Store:      m.store,
 		Authorizer: sec.authorizer,
@@ -96,12 +101,14 @@ func (m *Main) Run(ctx context.Context) error {
 		Limits:     sec.limits,
 		MaxPayload: int(cfg.HTTP.MaxPayload),
 		LeaseTTL:   time.Duration(cfg.MQTT.IngestLease),
+		Metrics:    m.Metrics,
 		Logger:     log,
 	})
 	if err != nil {
 		return err
 	}
 	m.Bridge = b
+	m.Metrics.WatchBridge(b)
 	for _, br := range brokers {
 		conf := m.brokerConfig(br)
 		// This instance's own connection, for publishing.
@@ -112,6 +119,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return fmt.Errorf("broker %q: %w", br.Name, err)
 		}
 		m.conns = append(m.conns, conn)
+		m.Metrics.AddBroker(conn)
 		if err := b.AddRoute(bridge.Route{Filters: br.Topics, Upstream: conn, Ingest: m.ingestFunc(br)}); err != nil {
 			return err
 		}
@@ -120,6 +128,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.startWebhooks(ctx); err != nil {
 		return err
 	}
+	m.Metrics.WatchWebhooks(m.Webhooks)
 
 	ws, err := wsproxy.New(wsproxy.Config{
 		Bridge:         b,
@@ -169,6 +178,9 @@ func (m *Main) Run(ctx context.Context) error {
 		RequestTimeout:    time.Duration(cfg.Request.Timeout),
 		MaxRequestTimeout: time.Duration(cfg.Request.MaxTimeout),
 		Webhooks:          m.Webhooks,
+		Metrics:           m.Metrics.Handler(),
+		PublicMetrics:     cfg.Metrics.Public,
+		Observer:          m.Metrics,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
@@ -290,7 +302,7 @@ func (m *Main) banner(brokers []config.Broker) {
 	if m.sec != nil && m.sec.tls != nil {
 		scheme = "https"
 	}
-	fmt.Fprintf(w, "  HTTP API        %s://%s  (console /, spec /openapi.yaml, health /healthz /readyz)\n", scheme, displayAddr(m.HTTPAddr))
+	fmt.Fprintf(w, "  HTTP API        %s://%s  (console /, spec /openapi.yaml, health /healthz /readyz, metrics /metrics)\n", scheme, displayAddr(m.HTTPAddr))
 	if m.Config.Auth.Enabled() {
 		fmt.Fprintf(w, "  authentication  on: %s\n", authSummary(m.Config.Auth))
 	} else {
@@ -315,14 +327,32 @@ func (m *Main) banner(brokers []config.Broker) {
 	}
 }
 
-// Close stops serving, disconnects every broker and closes the store. Safe
-// to call twice.
+// Drain begins a graceful shutdown while the listener stays open: /readyz
+// answers 503 with the reason "draining", SSE streams and long-polls end,
+// new streams are refused with 503, and every WebSocket client gets close
+// code 1012 (service restart), so that it reconnects to another instance
+// and resumes. It waits for the WebSocket connections to end (their
+// sessions saved) or ctx. Close calls it first; safe to call twice.
+func (m *Main) Drain(ctx context.Context) error {
+	m.drainOnce.Do(func() {
+		if m.Bridge != nil {
+			m.Bridge.Drain()
+		}
+		if m.ws != nil {
+			m.drainErr = m.ws.Shutdown(ctx)
+		}
+	})
+	return m.drainErr
+}
+
+// Close shuts down gracefully within ctx: Drain, then release the ingest
+// leases (so that another instance takes over at once), let in-flight
+// requests finish, disconnect every broker and close the store. Safe to
+// call twice.
 func (m *Main) Close(ctx context.Context) error {
 	m.closeOnce.Do(func() {
 		var errs []error
-		if m.ws != nil {
-			errs = append(errs, m.ws.Shutdown(ctx))
-		}
+		errs = append(errs, m.Drain(ctx))
 		if m.mqtt != nil {
 			errs = append(errs, m.mqtt.Shutdown(ctx))
 		}

@@ -38,6 +38,8 @@ type Config struct {
 
 	// MQTTProxy: mqttproxy.go.
 	MQTTProxy MQTTProxy `yaml:"mqtt_proxy"`
+	// Metrics: metrics.go.
+	Metrics Metrics `yaml:"metrics"`
 }
 
 // HTTP configures the HTTP server.

@@ -344,7 +344,7 @@ describe("against the fake server", () => {
     await waitFor("first", () => got.length === 1);
     const last = bridge.lastId;
     const oldSession = bridge.session;
-    fake.restart(); // closes with 1001 and forgets sessions
+    fake.restart(); // closes with 1012 and forgets sessions
     await waitFor("closed", () => bridge.state === "closed");
     fake.inject("lost/a", "2"); // while restarting
     await waitFor("reopened", () => bridge.state === "open");

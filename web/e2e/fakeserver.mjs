@@ -248,7 +248,7 @@ export async function startFakeServer(opts = {}) {
       for (const c of conns) c.ws.terminate();
     },
     /** Close every connection with a code (sessions stay). */
-    closeAll(code = 1001, reason = "server shutting down") {
+    closeAll(code = 1012, reason = "server shutting down") {
       for (const c of conns) c.ws.close(code, reason);
     },
     /** Forget every session, as a restart with the in-memory store does
@@ -259,7 +259,7 @@ export async function startFakeServer(opts = {}) {
         history.length = 0;
         trimmed = true;
       }
-      for (const c of conns) c.ws.close(1001, "server shutting down");
+      for (const c of conns) c.ws.close(1012, "server shutting down");
     },
     pending(sessionId) {
       return [...(sessions.get(sessionId)?.pending.keys() || [])];
