@@ -138,6 +138,12 @@ func TestRetainAsPublished(t *testing.T) {
 	b := start(t)
 	withRAP := testenv.Subscribe(t, b.URL(), "rap/#") // Retain As Published
 	withoutRAP := subscribeNoRAP(t, b.URL(), "rap/#")
+	// Both subscriptions are active once a live message reaches both;
+	// before that a retained publish could arrive from the retained store,
+	// flagged as retained for either subscriber.
+	testenv.Publish(t, b.URL(), bridge.Message{Topic: "rap/sync", Payload: []byte("s"), QoS: 1})
+	testenv.NextMessage(t, withRAP, 5*time.Second)
+	testenv.NextMessage(t, withoutRAP, 5*time.Second)
 
 	testenv.Publish(t, b.URL(), bridge.Message{Topic: "rap/a", Payload: []byte("1"), QoS: 1, Retain: true})
 	if m := testenv.NextMessage(t, withRAP, 5*time.Second); !m.Retain {
