@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -78,10 +77,7 @@ type MQTTServer struct {
 	up  websocket.Upgrader
 	log *slog.Logger
 
-	mu      sync.Mutex
-	conns   map[*mqttConn]struct{}
-	closing bool
-	wg      sync.WaitGroup
+	conns conns[*mqttConn]
 }
 
 // NewMQTT returns the MQTT-over-WebSocket proxy.
@@ -113,7 +109,7 @@ func NewMQTT(cfg MQTTConfig) (*MQTTServer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &MQTTServer{cfg: cfg, log: cfg.Logger, conns: map[*mqttConn]struct{}{}}
+	s := &MQTTServer{cfg: cfg, log: cfg.Logger}
 	s.up = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
@@ -162,16 +158,12 @@ func (s *MQTTServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	if !s.conns.enter() {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, bridge.ECodeBrokerUnavailable, "the server is shutting down")
 		return
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
+	defer s.conns.leave()
 
 	// The broker connection comes first: when the broker is down the
 	// answer is 503, which clients retry like any failed connection (a
@@ -191,31 +183,12 @@ func (s *MQTTServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader answered
 	}
 	c := newMQTTConn(s, ws, id, up)
-	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
-	c.run(r.Context())
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+	s.conns.run(c, func() { c.run(r.Context()) })
 }
 
 // Shutdown ends every connection (MQTT 5 clients get DISCONNECT 0x8B,
 // server shutting down; all get the WebSocket close 1001) and waits for
 // them to end or ctx to be done. Safe to call twice.
 func (s *MQTTServer) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for c := range s.conns {
-		c.shutdown()
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.conns.shutdown(ctx, (*mqttConn).shutdown)
 }

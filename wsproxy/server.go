@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -86,10 +85,7 @@ type Server struct {
 	up  websocket.Upgrader
 	log *slog.Logger
 
-	mu      sync.Mutex
-	conns   map[*conn]struct{}
-	closing bool
-	wg      sync.WaitGroup
+	conns conns[*conn]
 
 	slowClosed atomic.Uint64
 }
@@ -126,7 +122,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger}
 	s.up = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
@@ -236,49 +232,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	s.mu.Lock()
-	if s.closing || s.cfg.Bridge.IsDraining() {
-		s.mu.Unlock()
+	if s.cfg.Bridge.IsDraining() || !s.conns.enter() {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, bridge.ECodeBrokerUnavailable, "the server is shutting down")
 		return
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
+	defer s.conns.leave()
 
 	ws, err := s.up.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader answered
 	}
 	c := newConn(s, ws, id)
-	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
-	c.run(r.Context(), params)
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+	s.conns.run(c, func() { c.run(r.Context(), params) })
 }
 
 // Shutdown refuses new connections (503), closes every connection with
 // 1012 (service restart), saving their sessions, and waits for them to end
 // or ctx to be done. Safe to call twice.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for c := range s.conns {
-		c.closeWith(CloseServiceRestart, "server shutting down")
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.conns.shutdown(ctx, func(c *conn) { c.closeWith(CloseServiceRestart, "server shutting down") })
 }
 
 // writeErr answers a refused handshake: 401 (with WWW-Authenticate), 403,
