@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mqttbridge/mqttbridge/bridge/topic"
 )
 
@@ -37,6 +39,10 @@ type Config struct {
 	// Metrics counts publishes, store calls, ingest and streams; default
 	// NoMetrics.
 	Metrics Metrics
+	// TracerProvider makes the spans of publishes, requests and ingested
+	// messages that carry a traceparent (trace.go); nil: tracing is off,
+	// no span is made and no traceparent is added to a message.
+	TracerProvider trace.TracerProvider
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -72,6 +78,11 @@ type Bridge struct {
 	ingested   atomic.Uint64
 	ingestErrs atomic.Uint64
 
+	tailAt atomic.Pointer[string] // the id of the last message the tail delivered (ingest.go)
+
+	tracer trace.Tracer // trace.go
+	traced bool         // Config.TracerProvider was given
+
 	draining  chan struct{} // closed by Drain (metrics.go)
 	drainOnce sync.Once
 }
@@ -105,8 +116,12 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NoMetrics{}
 	}
-	return &Bridge{cfg: cfg, owners: topic.NewTrie[int](), hub: newHub(), leases: cfg.Leases, log: cfg.Logger,
-		draining: make(chan struct{})}, nil
+	b := &Bridge{cfg: cfg, owners: topic.NewTrie[int](), hub: newHub(), leases: cfg.Leases, log: cfg.Logger,
+		draining: make(chan struct{})}
+	if cfg.TracerProvider != nil {
+		b.tracer, b.traced = cfg.TracerProvider.Tracer(tracerName), true
+	}
+	return b, nil
 }
 
 // AddRoute makes up the owner of filters. It must be called before the
@@ -162,7 +177,7 @@ func (b *Bridge) Publish(ctx context.Context, id Identity, msg Message) (Publish
 	if msg.ReceivedAt.IsZero() {
 		msg.ReceivedAt = time.Now()
 	}
-	res, err := up.Publish(ctx, msg)
+	res, err := b.send(ctx, up, msg)
 	outcome := "ok"
 	if err != nil {
 		outcome = ErrorCode(err)
@@ -253,14 +268,18 @@ func (b *Bridge) Delete(ctx context.Context, id Identity, name string) (PublishR
 // their delivery goroutine; it never panics on store failure, it logs and
 // counts.
 func (b *Bridge) Ingest(msg Message) {
+	span := b.startIngest("", &msg)
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.StoreTimeout)
 	defer cancel()
 	stored, err := b.cfg.Store.Put(ctx, msg)
 	if err != nil {
 		b.ingestErrs.Add(1)
 		b.log.Warn("storing an incoming message failed", "topic", msg.Topic, "err", err)
+		spanError(span, err)
+		span.End()
 		return
 	}
+	ingested(span, &stored)
 	b.ingested.Add(1)
 	if _, tailed := b.cfg.Store.(Tailer); !tailed {
 		b.hub.publish(NewEvent(stored))

@@ -8,4 +8,7 @@
 // It imports no web framework and no driver: gin, gorilla, go-redis and paho
 // live in the adapters beside it (httpapi, wsproxy, bridge/mqtt,
 // bridge/store/...), and only cmd/ knows every concrete type.
+// Of OpenTelemetry it uses only the API (trace, propagation, semconv) to
+// make spans and carry the W3C trace context in user properties
+// (trace.go); the SDK and the exporter are wired in cmd/.
 package bridge

@@ -6,6 +6,9 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // IngestConn is a broker's ingest subscription, held by the instance that
@@ -19,9 +22,48 @@ type IngestConn interface {
 }
 
 // IngestFunc opens a broker's ingest subscription: a connection subscribed
-// to the route's filters that hands every message to handle, and
-// acknowledges it to the broker only when handle returns true.
-type IngestFunc func(ctx context.Context, handle func(Message) bool) (IngestConn, error)
+// to the route's filters that hands every message to handle, in order, in
+// batches of those that arrived while handle was busy with the last batch
+// (a group commit: they are written in one store call), and acknowledges
+// them to the broker only when handle returns true. handle must not keep
+// the slice.
+type IngestFunc func(ctx context.Context, handle func([]Message) bool) (IngestConn, error)
+
+// BatchStore is a Store that records several messages in one atomic step
+// (the Redis store: one script call). With lease not "", it records
+// nothing and returns ErrFenced unless token holds the lease, as
+// FencedStore does.
+type BatchStore interface {
+	PutBatch(ctx context.Context, msgs []Message, lease, token string) ([]Message, error)
+}
+
+// putBatch records msgs for the ingest, fenced by the lease when the store
+// is shared: all in one call on a BatchStore, else one at a time. It
+// returns what it recorded, a prefix of msgs, and the error that stopped
+// it.
+func (b *Bridge) putBatch(ctx context.Context, msgs []Message, lease, token string) ([]Message, error) {
+	fenced, isFenced := b.cfg.Store.(FencedStore)
+	if bs, ok := b.cfg.Store.(BatchStore); ok {
+		if !isFenced {
+			lease, token = "", ""
+		}
+		return timeStore(b, "put", func() ([]Message, error) { return bs.PutBatch(ctx, msgs, lease, token) })
+	}
+	stored := make([]Message, 0, len(msgs))
+	for _, m := range msgs {
+		out, err := timeStore(b, "put", func() (Message, error) {
+			if isFenced {
+				return fenced.PutFenced(ctx, m, lease, token)
+			}
+			return b.cfg.Store.Put(ctx, m)
+		})
+		if err != nil {
+			return stored, err
+		}
+		stored = append(stored, out)
+	}
+	return stored, nil
+}
 
 // ingestState is what one route's ingest loop shares with Problems.
 type ingestState struct {
@@ -51,6 +93,7 @@ func (b *Bridge) Start(ctx context.Context) {
 			time.Sleep(time.Second)
 			after, err = b.cfg.Store.LastID(ctx)
 		}
+		b.tailAt.Store(&after)
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
@@ -58,8 +101,11 @@ func (b *Bridge) Start(ctx context.Context) {
 				for _, m := range msgs {
 					b.hub.publish(NewEvent(m))
 				}
-				if n := len(msgs); n > 0 && !msgs[n-1].ReceivedAt.IsZero() {
-					b.cfg.Metrics.TailLag(time.Since(msgs[n-1].ReceivedAt))
+				if n := len(msgs); n > 0 {
+					b.tailAt.Store(&msgs[n-1].ID)
+					if !msgs[n-1].ReceivedAt.IsZero() {
+						b.cfg.Metrics.TailLag(time.Since(msgs[n-1].ReceivedAt))
+					}
 				}
 			})
 		}()
@@ -103,42 +149,61 @@ func (b *Bridge) holdIngest(ctx context.Context, r *Route, name, token string) {
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ttl := b.cfg.LeaseTTL
-	fenced, _ := b.cfg.Store.(FencedStore)
 	_, tailed := b.cfg.Store.(Tailer)
 
-	handle := func(m Message) bool {
+	broker := r.Upstream.Name()
+	var spans []trace.Span
+	handle := func(ms []Message) bool {
+		spans = spans[:0]
+		for i := range ms {
+			spans = append(spans, b.startIngest(broker, &ms[i]))
+		}
+		defer func() {
+			for i, span := range spans {
+				span.End() // after ingested or spanError; ending twice is a no-op
+				spans[i] = nil
+			}
+		}()
 		pause := 50 * time.Millisecond
-		for hctx.Err() == nil {
+		for done := 0; hctx.Err() == nil; {
 			sctx, scancel := context.WithTimeout(hctx, b.cfg.StoreTimeout)
-			stored, err := timeStore(b, "put", func() (Message, error) {
-				if fenced != nil {
-					return fenced.PutFenced(sctx, m, name, token)
-				}
-				return b.cfg.Store.Put(sctx, m)
-			})
+			stored, err := b.putBatch(sctx, ms[done:], name, token)
 			scancel()
+			for i := range stored {
+				ingested(spans[done+i], &stored[i])
+				b.cfg.Metrics.Ingested(broker)
+				if !tailed {
+					b.hub.publish(NewEvent(stored[i]))
+				}
+			}
+			b.ingested.Add(uint64(len(stored)))
+			done += len(stored)
 			switch {
 			case err == nil:
-				b.ingested.Add(1)
-				b.cfg.Metrics.Ingested(r.Upstream.Name())
-				if !tailed {
-					b.hub.publish(NewEvent(stored))
-				}
 				return true
 			case errors.Is(err, ErrFenced):
-				b.log.Warn("another instance holds the ingest lease; stopping ingest", "broker", r.Upstream.Name())
+				for _, span := range spans[done:] {
+					spanError(span, err)
+				}
+				b.log.Warn("another instance holds the ingest lease; stopping ingest", "broker", broker)
 				cancel()
 				return false
 			}
-			// The store is down: hold the message (and the broker's flow)
+			// The store is down: hold the messages (and the broker's flow)
 			// until it answers or the lease is lost.
-			b.cfg.Metrics.IngestStoreError(r.Upstream.Name())
+			b.cfg.Metrics.IngestStoreError(broker)
+			if span := spans[done]; span.IsRecording() {
+				span.AddEvent("store failed; retrying", trace.WithAttributes(attribute.String("error", err.Error())))
+			}
 			if b.ingestErrs.Add(1)%50 == 1 {
-				b.log.Warn("storing an incoming message failed; retrying", "broker", r.Upstream.Name(), "err", err)
+				b.log.Warn("storing an incoming message failed; retrying", "broker", broker, "err", err)
 			}
 			r.state.set(true, nil, "storing an incoming message: "+err.Error())
 			sleep(hctx, pause)
 			pause = min(pause*2, time.Second)
+		}
+		for _, span := range spans {
+			spanError(span, context.Cause(hctx))
 		}
 		return false
 	}
@@ -220,4 +285,23 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// BacklogLimit bounds the count TailBacklog reports: beyond it a tail is
+// simply far behind.
+const BacklogLimit = 1000
+
+// TailBacklog reports how far this instance's history tail is behind: the
+// number of messages recorded after the last one it delivered (at most
+// BacklogLimit) and the received_at of the oldest of them (zero when there
+// are none). ok is false when the store is not shared or cannot tell
+// (Backlogger), or before the tail started.
+func (b *Bridge) TailBacklog(ctx context.Context) (n int, oldest time.Time, ok bool, err error) {
+	bl, isBacklogger := b.cfg.Store.(Backlogger)
+	at := b.tailAt.Load()
+	if !isBacklogger || at == nil {
+		return 0, time.Time{}, false, nil
+	}
+	n, oldest, err = bl.Backlog(ctx, *at, BacklogLimit)
+	return n, oldest, err == nil, err
 }

@@ -36,3 +36,10 @@ type FencedStore interface {
 type Tailer interface {
 	Tail(ctx context.Context, after string, fn func([]Message)) error
 }
+
+// Backlogger is a Tailer that can tell how far a reader is behind: the
+// number of messages recorded after the id after (counting stops at
+// limit) and the received_at of the oldest of them (zero when none).
+type Backlogger interface {
+	Backlog(ctx context.Context, after string, limit int) (n int, oldest time.Time, err error)
+}

@@ -137,22 +137,29 @@ func (b *Bridge) Request(ctx context.Context, id Identity, msg Message, timeout 
 		msg.ReceivedAt = time.Now()
 	}
 
+	ctx, span := b.startRequest(ctx, up, &msg)
+	defer span.End()
 	w := b.replies.add(replyTopic, corr)
 	defer b.replies.end(replyTopic)
 	timer := time.NewTimer(timeout) // from before the publish: the caller's whole wait
 	defer timer.Stop()
-	if _, err := up.Publish(ctx, msg); err != nil {
+	if _, err := b.send(ctx, up, msg); err != nil {
+		spanError(span, err)
 		return Message{}, err
 	}
 	b.replies.requests.Add(1)
 	select {
 	case reply := <-w.ch:
 		b.replies.replied.Add(1)
+		traceReply(span, &reply)
 		return reply, nil
 	case <-timer.C:
 		b.replies.timedOut.Add(1)
-		return Message{}, &Error{Code: ECodeTimeout, Message: fmt.Sprintf("no reply within %s", timeout)}
+		err := &Error{Code: ECodeTimeout, Message: fmt.Sprintf("no reply within %s", timeout)}
+		spanError(span, err)
+		return Message{}, err
 	case <-ctx.Done():
+		spanError(span, ctx.Err())
 		return Message{}, ctx.Err()
 	}
 }

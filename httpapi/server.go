@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/internal/wire"
@@ -61,6 +62,10 @@ type Config struct {
 	// Observer counts every request (method, route template, status,
 	// duration); default counts nothing.
 	Observer RequestObserver
+	// TracerProvider makes a server span of every request but the health
+	// checks and /metrics, continuing the trace of a W3C traceparent
+	// header (observe.go); nil: tracing is off.
+	TracerProvider trace.TracerProvider
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -71,6 +76,7 @@ type Server struct {
 	bridge *bridge.Bridge
 	log    *slog.Logger
 	engine *gin.Engine
+	tracer trace.Tracer // nil: tracing is off
 }
 
 var ginMode sync.Once
@@ -97,6 +103,9 @@ func New(cfg Config) *Server {
 		cfg.Observer = noObserver{}
 	}
 	s := &Server{cfg: cfg, bridge: cfg.Bridge, log: cfg.Logger}
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true

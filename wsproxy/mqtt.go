@@ -23,6 +23,10 @@ const (
 	SubprotocolMQTT31 = "mqttv3.1"
 )
 
+// metricsKind is the kind the proxy's connections and the PUBLISH packets
+// it passes to clients are counted as (bridge.Metrics).
+const metricsKind = "mqtt"
+
 // MQTTConfig configures the MQTT-over-WebSocket proxy (GET /mqtt). Zero
 // values get the defaults.
 type MQTTConfig struct {
@@ -182,13 +186,16 @@ func (s *MQTTServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = up.Close()
 		return // the upgrader answered
 	}
+	m := s.cfg.Bridge.Metrics()
+	m.StreamOpened(metricsKind)
+	defer m.StreamClosed(metricsKind)
 	c := newMQTTConn(s, ws, id, up)
 	s.conns.run(c, func() { c.run(r.Context()) })
 }
 
 // Shutdown ends every connection (MQTT 5 clients get DISCONNECT 0x8B,
-// server shutting down; all get the WebSocket close 1001) and waits for
-// them to end or ctx to be done. Safe to call twice.
+// server shutting down; all get the WebSocket close 1012, service restart)
+// and waits for them to end or ctx to be done. Safe to call twice.
 func (s *MQTTServer) Shutdown(ctx context.Context) error {
 	return s.conns.shutdown(ctx, (*mqttConn).shutdown)
 }

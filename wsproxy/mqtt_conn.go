@@ -191,10 +191,11 @@ func (c *mqttConn) end(reason5 byte, code int, text string) {
 	})
 }
 
-// shutdown ends the connection because the server stops; it does not wait
-// for a slow client.
+// shutdown ends the connection because the server stops, with the close
+// code 1012 (service restart) that /v1/ws uses too; it does not wait for a
+// slow client.
 func (c *mqttConn) shutdown() {
-	go c.end(rcShuttingDown, websocket.CloseGoingAway, "server shutting down")
+	go c.end(rcShuttingDown, websocket.CloseServiceRestart, "server shutting down")
 }
 
 // closeText fits text into a close frame (123 bytes).
@@ -459,6 +460,7 @@ func (c *mqttConn) publish(ctx context.Context, p packet, up net.Conn) error {
 		return malformed("topic name %q: %v", reasonString(pub.topic), err)
 	}
 	if err := c.checkPublish(ctx, pub.topic, pub.qos); err != nil {
+		c.s.cfg.Bridge.Metrics().Published(pub.qos, bridge.ErrorCode(err))
 		if c.version != mqtt5 {
 			return refused{err}
 		}
@@ -490,7 +492,11 @@ func (c *mqttConn) publish(ctx context.Context, p packet, up net.Conn) error {
 			return io.EOF
 		}
 	}
-	return c.toBroker(up, p.bytes())
+	if err := c.toBroker(up, p.bytes()); err != nil {
+		return err
+	}
+	c.s.cfg.Bridge.Metrics().Published(pub.qos, "ok")
+	return nil
 }
 
 // checkPublish checks a topic name the client publishes to (or names in its
@@ -648,8 +654,11 @@ func (c *mqttConn) stream(r *bufio.Reader, h byte, n int) error {
 		return err
 	}
 	for total := 0; ; {
-		if h>>4 == packets.DISCONNECT {
+		switch h >> 4 {
+		case packets.DISCONNECT:
 			c.brokerBye.Store(true)
+		case packets.PUBLISH:
+			c.s.cfg.Bridge.Metrics().Delivered(metricsKind)
 		}
 		if _, err := w.Write(appendVBI([]byte{h}, n)); err != nil {
 			return err

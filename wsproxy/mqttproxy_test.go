@@ -518,8 +518,8 @@ func TestMQTTProxyShutdownAndExpiry(t *testing.T) {
 	if d := c.recvPaho(packets.DISCONNECT).(*packets.Disconnect); d.ReasonCode != 0x8B {
 		t.Errorf("shutdown: DISCONNECT 0x%02X, want 0x8B", d.ReasonCode)
 	}
-	if code := c.closed(); code != websocket.CloseGoingAway {
-		t.Errorf("shutdown: close code %d, want 1001", code)
+	if code := c.closed(); code != websocket.CloseServiceRestart {
+		t.Errorf("shutdown: close code %d, want 1012", code)
 	}
 	if _, resp, err := e.tryDial(t, aliceKey, http.Header{}, "mqtt"); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("after shutdown: %v, want 503", err)

@@ -86,15 +86,20 @@ type Config struct {
 	// callback). It may block briefly; while it does, messages wait in the
 	// queue. Required when Filters is not empty.
 	OnMessage func(bridge.Message)
-	// OnMessageAck, instead of OnMessage, receives every message and
-	// reports whether it was handled: only then is the message acknowledged
-	// to the broker (in order). It may block as long as it needs, and must
-	// report false only when it gives up the connection for good (the
-	// caller then closes the Conn): later messages are not acknowledged
-	// either, and the broker redelivers them to the next session holder.
-	// Use it with SessionExpiry, so that nothing the broker accepted is
-	// lost while no one is connected.
-	OnMessageAck func(bridge.Message) bool
+	// OnMessagesAck, instead of OnMessage, receives every message, in
+	// arrival order, in batches: whatever is queued when it is called, up
+	// to MaxBatch messages (a group commit: messages that arrive while it
+	// handles one batch make up the next). It reports whether it handled
+	// the whole batch: only then are the messages acknowledged to the
+	// broker (in order). It may block as long as it needs, must not keep
+	// the slice, and must report false only when it gives up the
+	// connection for good (the caller then closes the Conn): later
+	// messages are not acknowledged either, and the broker redelivers them
+	// to the next session holder. Use it with SessionExpiry, so that
+	// nothing the broker accepted is lost while no one is connected.
+	OnMessagesAck func([]bridge.Message) bool
+	// MaxBatch bounds the batches of OnMessagesAck; default 256.
+	MaxBatch int
 	// SessionExpiry > 0 keeps an MQTT session on the broker for a stable
 	// ClientID: Clean Start off on every connect, this Session Expiry
 	// Interval (whole seconds). Default 0: a clean session per connection.
@@ -109,7 +114,7 @@ type Config struct {
 	OnReply func(bridge.Message)
 	// IgnorePrefix: messages on topics that start with it (the replies of
 	// every instance, which a wide filter such as "#" matches too) are
-	// never handed to OnMessage or OnMessageAck; they are acknowledged.
+	// never handed to OnMessage or OnMessagesAck; they are acknowledged.
 	IgnorePrefix string
 	// QueueSize bounds the queue between the network and OnMessage; default
 	// 10000. When it is full, new messages are dropped, counted (Dropped)
@@ -142,6 +147,7 @@ type Conn struct {
 	closed     bool
 	up         bool
 	gen        uint64             // increases with every connection
+	attempt    uint64             // increases before every connection attempt (generation)
 	connCtx    context.Context    // the current connection; cancelled when it goes down
 	connCancel context.CancelFunc // cancels connCtx
 	lastErr    string             // why the last connection attempt failed or the connection dropped
@@ -190,7 +196,7 @@ func New(ctx context.Context, cfg Config) (*Conn, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 
-	if cfg.OnMessage != nil || cfg.OnMessageAck != nil {
+	if cfg.OnMessage != nil || cfg.OnMessagesAck != nil {
 		c.queue = make(chan incoming, cfg.QueueSize)
 		c.wg.Add(1)
 		go c.dispatch()
@@ -216,6 +222,9 @@ func New(ctx context.Context, cfg Config) (*Conn, error) {
 		// resumes the session that a previous holder left).
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
 			cp.CleanStart = cfg.SessionExpiry == 0
+			c.mu.Lock()
+			c.attempt++ // before the connection exists: see generation
+			c.mu.Unlock()
 			return cp, nil
 		},
 		OnConnectionUp:   c.onConnectionUp,
@@ -231,8 +240,13 @@ func New(ctx context.Context, cfg Config) (*Conn, error) {
 			// Publish and Subscribe are bounded by our own contexts; this
 			// only must not cut them (or the CONNACK wait) short.
 			PacketTimeout:              max(cfg.PublishTimeout, cfg.ConnectTimeout),
-			EnableManualAcknowledgment: cfg.OnMessageAck != nil,
-			SendAcksInterval:           10 * time.Millisecond,
+			EnableManualAcknowledgment: cfg.OnMessagesAck != nil,
+			// paho sends the acknowledgements OnMessagesAck allowed on
+			// this tick. Until then the broker holds the messages for the
+			// session; Mosquitto drops what exceeds its queue
+			// (max_queued_messages, 1000 by default), so at 20,000
+			// messages/s a 10 ms tick already risked it.
+			SendAcksInterval: 2 * time.Millisecond,
 		},
 	}
 	cm, err := autopaho.NewConnection(c.ctx, acfg)
@@ -293,6 +307,9 @@ func (cfg *Config) fill() error {
 	if cfg.QueueSize < 0 {
 		return bad("QueueSize must not be negative")
 	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 256
+	}
 	seen := make(map[string]bool, len(cfg.Filters))
 	for _, f := range cfg.Filters {
 		if err := topic.ValidateFilter(f); err != nil {
@@ -304,10 +321,10 @@ func (cfg *Config) fill() error {
 		seen[f] = true
 	}
 	switch {
-	case len(cfg.Filters) > 0 && cfg.OnMessage == nil && cfg.OnMessageAck == nil:
-		return bad("OnMessage or OnMessageAck is required when Filters are set")
-	case cfg.OnMessage != nil && cfg.OnMessageAck != nil:
-		return bad("set OnMessage or OnMessageAck, not both")
+	case len(cfg.Filters) > 0 && cfg.OnMessage == nil && cfg.OnMessagesAck == nil:
+		return bad("OnMessage or OnMessagesAck is required when Filters are set")
+	case cfg.OnMessage != nil && cfg.OnMessagesAck != nil:
+		return bad("set OnMessage or OnMessagesAck, not both")
 	case cfg.SessionExpiry < 0 || cfg.SessionExpiry > 0xFFFFFFFF*time.Second:
 		return bad("SessionExpiry out of range")
 	}
@@ -439,9 +456,16 @@ func (c *Conn) notifyLocked() {
 	c.changed = make(chan struct{})
 }
 
+// testHookConnectionUp, set by tests while no Conn runs, runs first in
+// onConnectionUp: autopaho's goroutine late to be scheduled.
+var testHookConnectionUp func()
+
 // onConnectionUp is called by autopaho (which must not be blocked) once the
 // CONNACK succeeded.
 func (c *Conn) onConnectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
+	if h := testHookConnectionUp; h != nil {
+		h()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {

@@ -736,3 +736,57 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// OnMessagesAck gets what queued up while it was busy as one batch, in
+// order, and every message exactly once.
+func TestBatchedAck(t *testing.T) {
+	url := testenv.MosquittoURL(t)
+	prefix := testenv.Prefix(t)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var got []string
+	largest := 0
+	handle := func(ms []bridge.Message) bool {
+		mu.Lock()
+		first := len(got) == 0
+		for _, m := range ms {
+			got = append(got, string(m.Payload))
+		}
+		largest = max(largest, len(ms))
+		mu.Unlock()
+		if first {
+			<-release // hold the first batch while the rest queues
+		}
+		return true
+	}
+	open(t, mqtt.Config{URL: url, Filters: []string{prefix + "/#"}, OnMessagesAck: handle, SessionExpiry: time.Minute})
+	const n = 50
+	for i := range n {
+		testenv.Publish(t, url, bridge.Message{Topic: prefix + "/seq", Payload: fmt.Appendf(nil, "%d", i), QoS: 1})
+	}
+	eventually(t, 5*time.Second, "the first batch", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) > 0
+	})
+	time.Sleep(200 * time.Millisecond) // let more arrive behind the held batch (more is only better)
+	close(release)
+	eventually(t, 10*time.Second, "every message", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= n
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, p := range got {
+		if p != fmt.Sprint(i) {
+			t.Fatalf("message %d has payload %q (got %q)", i, p, got)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("%d messages, want %d", len(got), n)
+	}
+	if largest < 2 {
+		t.Errorf("the largest batch had %d message(s): what queued behind a busy handler was not batched", largest)
+	}
+}

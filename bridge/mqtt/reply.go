@@ -16,7 +16,7 @@ var _ bridge.Replier = (*Conn)(nil)
 // fillReplies checks ReplyPrefix, OnReply and IgnorePrefix, adds the reply
 // filter (ReplyPrefix + "+") to the subscriptions, so that it is
 // subscribed, checked and reported like the others after every
-// (re)connect, and keeps ignored topics from OnMessage and OnMessageAck.
+// (re)connect, and keeps ignored topics from OnMessage and OnMessagesAck.
 func (cfg *Config) fillReplies(bad func(format string, args ...any) error) error {
 	for _, p := range []struct{ key, v string }{{"ReplyPrefix", cfg.ReplyPrefix}, {"IgnorePrefix", cfg.IgnorePrefix}} {
 		if p.v == "" {
@@ -50,10 +50,18 @@ func (cfg *Config) fillReplies(bad func(format string, args ...any) error) error
 				}
 			}
 		}
-		if h := cfg.OnMessageAck; h != nil {
-			// Reported handled, so that it is acknowledged in order.
-			cfg.OnMessageAck = func(m bridge.Message) bool {
-				return strings.HasPrefix(m.Topic, ignore) || h(m)
+		if h := cfg.OnMessagesAck; h != nil {
+			// Ignored messages count as handled, so that they are
+			// acknowledged in order with the others.
+			var kept []bridge.Message
+			cfg.OnMessagesAck = func(ms []bridge.Message) bool {
+				kept = kept[:0]
+				for _, m := range ms {
+					if !strings.HasPrefix(m.Topic, ignore) {
+						kept = append(kept, m)
+					}
+				}
+				return len(kept) == 0 || h(kept)
 			}
 		}
 	}

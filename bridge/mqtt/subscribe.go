@@ -153,7 +153,7 @@ func (c *Conn) onPublishReceived(pr paho.PublishReceived) (bool, error) {
 	msg := fromPahoPublish(pr.Packet)
 	msg.ReceivedAt = time.Now()
 	in := incoming{msg: msg, pkt: pr.Packet, client: pr.Client, gen: c.generation()}
-	if c.cfg.OnMessageAck != nil {
+	if c.cfg.OnMessagesAck != nil {
 		// Unacknowledged messages are bounded by the broker's flow control;
 		// waiting here holds back the network, never loses a message.
 		select {
@@ -170,7 +170,7 @@ func (c *Conn) onPublishReceived(pr paho.PublishReceived) (bool, error) {
 	return true, nil
 }
 
-// incoming is a received message on its way to OnMessage or OnMessageAck,
+// incoming is a received message on its way to OnMessage or OnMessagesAck,
 // with what acknowledging it needs.
 type incoming struct {
 	msg    bridge.Message
@@ -179,10 +179,19 @@ type incoming struct {
 	gen    uint64 // the connection it came on
 }
 
+// generation identifies the connection that messages arrive on now. It
+// changes before each connection attempt, not in onConnectionUp: the broker
+// sends a resumed session's queued messages right after the CONNACK, and
+// paho may hand them over before autopaho calls onConnectionUp. Stamped
+// with the previous connection, they were never acknowledged, and as paho
+// sends acknowledgements only in order, none was sent any more: the
+// session stalled for good once the broker's inflight window was full.
+// autopaho makes the next attempt only after the last connection has shut
+// down, so no message of that one arrives after the change.
 func (c *Conn) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.gen
+	return c.attempt
 }
 
 // drop counts a message the queue had no room for, and logs at most every
@@ -202,31 +211,54 @@ func (c *Conn) drop(topic string) {
 		"dropped", since, "dropped_total", total, "queue_size", c.cfg.QueueSize, "topic", topic)
 }
 
-// dispatch delivers queued messages to OnMessage, one at a time, in order.
+// dispatch delivers queued messages to OnMessage, one at a time, or to
+// OnMessagesAck, in batches of what is queued, in order, and acknowledges
+// what OnMessagesAck handled.
 func (c *Conn) dispatch() {
 	defer c.wg.Done()
+	var batch []incoming
+	var msgs []bridge.Message
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case in := <-c.queue:
-			if c.cfg.OnMessageAck == nil {
+			if c.cfg.OnMessagesAck == nil {
 				c.cfg.OnMessage(in.msg)
 				continue
 			}
-			if !c.cfg.OnMessageAck(in.msg) {
+			batch = append(batch[:0], in)
+		more:
+			for len(batch) < c.cfg.MaxBatch {
+				select {
+				case in := <-c.queue:
+					batch = append(batch, in)
+				default:
+					break more
+				}
+			}
+			msgs = msgs[:0]
+			for _, in := range batch {
+				msgs = append(msgs, in.msg)
+			}
+			if !c.cfg.OnMessagesAck(msgs) {
 				// Given up: nothing more is acknowledged on this Conn.
 				<-c.ctx.Done()
 				return
 			}
-			// An ack for a message of an earlier connection would land in
-			// the wrong session (paho.golang issue #160): the broker
-			// redelivers that message instead.
-			if in.gen == c.generation() && in.pkt.QoS > 0 {
-				if err := in.client.Ack(in.pkt); err != nil {
-					c.log.Debug("mqtt: acknowledging a message failed", "error", err)
+			gen := c.generation()
+			for i, in := range batch {
+				// An ack for a message of an earlier connection would land
+				// in the wrong session (paho.golang issue #160): the broker
+				// redelivers that message instead.
+				if in.gen == gen && in.pkt.QoS > 0 {
+					if err := in.client.Ack(in.pkt); err != nil {
+						c.log.Debug("mqtt: acknowledging a message failed", "error", err)
+					}
 				}
+				batch[i] = incoming{} // let the packet go
 			}
+			clear(msgs)
 		}
 	}
 }

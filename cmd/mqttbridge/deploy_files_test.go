@@ -606,6 +606,24 @@ func TestDeployDashboard(t *testing.T) {
 	}
 }
 
+// Every metric the server declares has a row in docs/operations.md's
+// metrics table.
+func TestMetricsDocumented(t *testing.T) {
+	src := sourceMetricNames(t)
+	if src == "" {
+		t.Fatal("no metrics declared in internal/metrics")
+	}
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range strings.Fields(src) {
+		if !strings.Contains(string(doc), "| `"+name+"` |") {
+			t.Errorf("docs/operations.md has no row for %s in its metrics table", name)
+		}
+	}
+}
+
 var metricSourceRe = regexp.MustCompile(`(?:Name:\s*"|ns\s*\+\s*"_)([a-z0-9_]+)"`)
 
 // sourceMetricNames returns the metric names declared in internal/metrics

@@ -29,7 +29,15 @@ type fleet struct {
 
 func startFleet(t *testing.T, n int, durableRedis bool) *fleet {
 	t.Helper()
-	f := &fleet{mq: testenv.StartMosquitto(t, testenv.MosquittoOptions{PersistenceDir: t.TempDir()})}
+	return startFleetWith(t, n, durableRedis, testenv.MosquittoOptions{})
+}
+
+// startFleetWith is startFleet with more Mosquitto options (persistence is
+// always on).
+func startFleetWith(t *testing.T, n int, durableRedis bool, mq testenv.MosquittoOptions) *fleet {
+	t.Helper()
+	mq.PersistenceDir = t.TempDir()
+	f := &fleet{mq: testenv.StartMosquitto(t, mq)}
 	f.mqttPort = f.mq.Port
 	var redisURL string
 	f.redis, redisURL = testenv.StartRedis(t, durableRedis)

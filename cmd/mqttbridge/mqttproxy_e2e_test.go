@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -79,6 +80,29 @@ func TestMQTTProxyEmbedded(t *testing.T) {
 		resp, body := in.do(t, "GET", "/v1/topics/demo/proxied", nil)
 		if resp.StatusCode != 200 || string(body) != "via /mqtt" {
 			return resp.Status + " " + string(body)
+		}
+		return ""
+	})
+
+	// SUBSCRIBE demo/proxied at QoS 0, packet id 8: the retained message
+	// comes back through the proxy, and /metrics counts the connection,
+	// the publish and the delivery.
+	sub := append([]byte{0x82, 0, 0, 8, 0, 12}, "demo/proxied"...)
+	sub = append(sub, 0)
+	sub[1] = byte(len(sub) - 2)
+	if ack := mqttExchange(t, ws, sub); !bytes.HasPrefix(ack, []byte{0x90, 3, 0, 8, 0}) {
+		t.Fatalf("SUBACK % x", ack)
+	}
+	eventually(t, "/mqtt metrics", func() string {
+		got := scrape(t, in.base)
+		for name, want := range map[string]float64{
+			`mqttbridge_stream_connections{kind="mqtt"}`:       1,
+			`mqttbridge_publishes_total{outcome="ok",qos="1"}`: 1,
+			`mqttbridge_messages_delivered_total{kind="mqtt"}`: 1,
+		} {
+			if got[name] != want {
+				return fmt.Sprintf("%s = %v, want %v", name, got[name], want)
+			}
 		}
 		return ""
 	})

@@ -83,6 +83,9 @@ func TestMetricsAfterTraffic(t *testing.T) {
 			t.Errorf("%s = %v, want >= 1", want, got[want])
 		}
 	}
+	if _, ok := got[`mqttbridge_tail_backlog_messages`]; ok {
+		t.Error("the tail backlog is exposed without a shared store")
+	}
 	if v, ok := got[`mqttbridge_upstream_reconnects_total{broker="embedded"}`]; !ok || v != 0 {
 		t.Errorf("reconnects = %v (present %v), want 0", v, ok)
 	}
@@ -274,4 +277,19 @@ func TestShutdownReleasesIngestLease(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// With Redis, /metrics tells how far the history tail is behind: once
+	// b delivered what it recorded, nothing.
+	if resp, body := b.do(t, "POST", "/v1/topics/lease/x?qos=1", []byte("1")); resp.StatusCode != 200 {
+		t.Fatalf("publish: %d %s", resp.StatusCode, body)
+	}
+	eventually(t, "the tail's backlog metrics", func() string {
+		got := scrape(t, b.base)
+		for _, name := range []string{"mqttbridge_tail_backlog_messages", "mqttbridge_tail_oldest_undelivered_seconds"} {
+			if v, ok := got[name]; !ok || v != 0 {
+				return fmt.Sprintf("%s = %v (present %v), want 0", name, v, ok)
+			}
+		}
+		return ""
+	})
 }

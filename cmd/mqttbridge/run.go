@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mqttbridge/mqttbridge"
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/mqtt"
@@ -25,6 +27,7 @@ import (
 	"github.com/mqttbridge/mqttbridge/internal/config"
 	"github.com/mqttbridge/mqttbridge/internal/embedded"
 	"github.com/mqttbridge/mqttbridge/internal/metrics"
+	"github.com/mqttbridge/mqttbridge/internal/tracing"
 	"github.com/mqttbridge/mqttbridge/web"
 	"github.com/mqttbridge/mqttbridge/wsproxy"
 )
@@ -51,6 +54,7 @@ type Main struct {
 	ws        *wsproxy.Server
 	mqtt      *wsproxy.MQTTServer // nil when mqtt_proxy.enabled is false
 	closeRds  func() error
+	tracing   *tracing.Provider // nil when tracing is off
 	conns     []*mqtt.Conn
 	ln        net.Listener
 	srv       *http.Server
@@ -94,6 +98,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.sec = sec
 	m.Metrics = metrics.New()
+	tp, err := m.startTracing()
+	if err != nil {
+		return err
+	}
 	b, err := bridge.New(bridge.Config{
 		Store:      m.store,
 		Authorizer: sec.authorizer,
@@ -103,6 +111,8 @@ func (m *Main) Run(ctx context.Context) error {
 		LeaseTTL:   time.Duration(cfg.MQTT.IngestLease),
 		Metrics:    m.Metrics,
 		Logger:     log,
+
+		TracerProvider: tp,
 	})
 	if err != nil {
 		return err
@@ -181,6 +191,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Metrics:           m.Metrics.Handler(),
 		PublicMetrics:     cfg.Metrics.Public,
 		Observer:          m.Metrics,
+		TracerProvider:    tp,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
@@ -201,6 +212,30 @@ func (m *Main) Run(ctx context.Context) error {
 
 	m.banner(brokers)
 	return nil
+}
+
+// startTracing builds the tracer provider when tracing.otlp_endpoint is
+// set; otherwise it returns nil, and nothing makes spans or adds a
+// traceparent to a message.
+func (m *Main) startTracing() (trace.TracerProvider, error) {
+	t := m.Config.Tracing
+	if !t.Enabled() {
+		return nil, nil
+	}
+	p, err := tracing.New(tracing.Config{
+		Endpoint:     t.ExportURL(),
+		Headers:      t.Headers,
+		SampleRatio:  t.SampleRatio,
+		ServiceName:  t.ServiceName,
+		InstanceID:   m.Config.InstanceID,
+		BatchTimeout: time.Duration(t.BatchTimeout),
+		Logger:       m.Logger.With("component", "tracing"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.tracing = p
+	return p.TracerProvider(), nil
 }
 
 // brokerConfig is the MQTT connection configuration of a broker, without
@@ -233,9 +268,9 @@ func (m *Main) brokerConfig(br config.Broker) mqtt.Config {
 // stopped and the broker itself disconnects a stale holder; alone, with
 // the memory store, the instance has a clean session of its own.
 func (m *Main) ingestFunc(br config.Broker) bridge.IngestFunc {
-	return func(ctx context.Context, handle func(bridge.Message) bool) (bridge.IngestConn, error) {
+	return func(ctx context.Context, handle func([]bridge.Message) bool) (bridge.IngestConn, error) {
 		conf := m.brokerConfig(br)
-		conf.Filters, conf.OnMessageAck = br.Topics, handle
+		conf.Filters, conf.OnMessagesAck = br.Topics, handle
 		conf.ClientID = m.Config.MQTT.ClientIDPrefix + m.Config.InstanceID + "-" + br.Name + "-ingest"
 		if m.Config.Redis.Enabled() {
 			conf.ClientID = m.Config.MQTT.ClientIDPrefix + "ingest-" + fleetID(m.Config.Redis) + "-" + br.Name
@@ -315,6 +350,9 @@ func (m *Main) banner(brokers []config.Broker) {
 			fmt.Fprintf(w, "  broker %-8s %s  topics %v\n", br.Name, redactURL(br.URL), br.Topics)
 		}
 	}
+	if t := m.Config.Tracing; t.Enabled() {
+		fmt.Fprintf(w, "  tracing         OTLP %s  (sample ratio %g)\n", redactURL(t.ExportURL()), t.SampleRatio)
+	}
 	switch r := m.Config.Redis; {
 	case len(r.Sentinel.Addrs) > 0:
 		fmt.Fprintf(w, "  store           redis sentinel %v, master %q (key prefix %q)\n", r.Sentinel.Addrs, r.Sentinel.MasterName, r.KeyPrefix)
@@ -367,6 +405,15 @@ func (m *Main) Close(ctx context.Context) error {
 		}
 		for _, c := range m.conns {
 			errs = append(errs, c.Close(ctx))
+		}
+		if m.tracing != nil {
+			// The spans still waiting go out now; a receiver that does not
+			// take them in time costs those spans, not the shutdown.
+			tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := m.tracing.Shutdown(tctx); err != nil {
+				m.Logger.Warn("tracing: exporting the last spans failed", "err", err)
+			}
+			cancel()
 		}
 		if m.Embedded != nil {
 			errs = append(errs, m.Embedded.Close())

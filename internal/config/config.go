@@ -40,6 +40,8 @@ type Config struct {
 	MQTTProxy MQTTProxy `yaml:"mqtt_proxy"`
 	// Metrics: metrics.go.
 	Metrics Metrics `yaml:"metrics"`
+	// Tracing: tracing.go.
+	Tracing Tracing `yaml:"tracing"`
 }
 
 // HTTP configures the HTTP server.
@@ -273,6 +275,7 @@ func Default() Config {
 	defaultSecurity(&c)
 	defaultRequests(&c)
 	defaultMQTTProxy(&c)
+	defaultTracing(&c)
 	return c
 }
 
@@ -361,6 +364,7 @@ func (c Config) Redacted() Config {
 	c.Redis = c.Redis.redacted()
 	c.Auth = c.Auth.redacted()
 	c.Webhooks = redactWebhooks(c.Webhooks)
+	c.Tracing = c.Tracing.redacted()
 	return c
 }
 

@@ -91,6 +91,30 @@ var settings = []setting{
 	{key: "log_format", flag: "log-format", env: "MQTTBRIDGE_LOG_FORMAT", arg: "FORMAT",
 		help: `text or json (default "text")`,
 		set:  func(c *Config, v string) error { c.LogFormat = v; return nil }},
+	{key: "tracing.otlp_endpoint", flag: "tracing-otlp-endpoint", env: "MQTTBRIDGE_TRACING_OTLP_ENDPOINT", arg: "URL",
+		help: `OTLP/HTTP receiver of traces, e.g. http://otel-collector:4318 (default: none, tracing off)`,
+		set:  func(c *Config, v string) error { c.Tracing.OTLPEndpoint = v; return nil }},
+	{key: "tracing.sample_ratio", env: "MQTTBRIDGE_TRACING_SAMPLE_RATIO", arg: "RATIO",
+		help: `share of new traces recorded, 0 to 1 (default 1)`,
+		set: func(c *Config, v string) error {
+			r, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return fmt.Errorf("want a number from 0 to 1, got %q", v)
+			}
+			c.Tracing.SampleRatio = r
+			return nil
+		}},
+	{key: "tracing.service_name", env: "MQTTBRIDGE_TRACING_SERVICE_NAME", arg: "NAME",
+		help: `service.name of the spans (default "mqttbridge")`,
+		set:  func(c *Config, v string) error { c.Tracing.ServiceName = v; return nil }},
+	{key: "tracing.headers", env: "MQTTBRIDGE_TRACING_HEADERS", arg: "NAME=VALUE,...",
+		help: "headers of every trace export request, as OTEL_EXPORTER_OTLP_HEADERS writes them\n" +
+			"(values percent-encoded); secrets, so there is no flag",
+		set: func(c *Config, v string) error {
+			h, err := parseHeaderList(v)
+			c.Tracing.Headers = h
+			return err
+		}},
 }
 
 // splitTopics splits a comma-separated list, trimming spaces around each
@@ -230,6 +254,9 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	if err := resolveSecrets(&cfg, origins); err != nil {
 		return Config{}, err
 	}
+	if err := resolveTracingHeaders(&cfg, origins); err != nil {
+		return Config{}, err
+	}
 
 	if err := cfg.validate(origins); err != nil {
 		return Config{}, err
@@ -294,6 +321,7 @@ func loadFile(c *Config, origins map[string]string, path, pathSource string) err
 	resolveTLSPaths(c, origins, filepath.Dir(path))
 	resolveSecurityPaths(c, origins, filepath.Dir(path))
 	resolveWebhookPaths(c, origins, filepath.Dir(path))
+	resolveTracingPaths(c, origins, filepath.Dir(path))
 	return nil
 }
 

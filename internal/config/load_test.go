@@ -60,6 +60,7 @@ func TestLoadDefaults(t *testing.T) {
 			PublishRate: 100, PublishBurst: 200, RequestRate: 10, RequestBurst: 20},
 		Request:   Request{ReplyPrefix: "mqttbridge/reply/", Timeout: Duration(10 * time.Second), MaxTimeout: Duration(time.Minute)},
 		MQTTProxy: MQTTProxy{Enabled: true, Credentials: "broker", MaxPacketSize: MiB, IdleTimeout: Duration(5 * time.Minute)},
+		Tracing:   Tracing{SampleRatio: 1, ServiceName: "mqttbridge", BatchTimeout: Duration(5 * time.Second)},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n%v\nwant:\n%v", cfg, want)

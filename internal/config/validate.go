@@ -128,6 +128,7 @@ func (c Config) validate(origins map[string]string) error {
 	c.validateSecurity(p)
 	c.validateRequests(p)
 	c.validateMQTTProxy(p)
+	c.validateTracing(p)
 	return p.err()
 }
 

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"sync"
@@ -67,7 +68,7 @@ func New() *Metrics {
 		Help: "HTTP request latency by method and route template (streams: their whole life).", Buckets: prometheus.DefBuckets},
 		[]string{"method", "route"})
 	m.published = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "publishes_total",
-		Help: "Publishes to the brokers by QoS and outcome (ok, or the error code)."}, []string{"qos", "outcome"})
+		Help: "Publishes to the brokers by QoS and outcome (ok, or the error code); HTTP and /v1/ws publishes are ok once the broker acknowledged them, /mqtt publishes once passed to the broker."}, []string{"qos", "outcome"})
 	m.storeDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "store_call_duration_seconds",
 		Help: "Store call latency by operation.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
 		[]string{"op"})
@@ -82,7 +83,7 @@ func New() *Metrics {
 	m.tailLag = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "tail_lag_seconds",
 		Help: "Now minus received_at of the last message the history tail delivered."})
 	m.streams = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "stream_connections",
-		Help: "Open streams by kind (ws, sse, longpoll)."}, []string{"kind"})
+		Help: "Open streams by kind (ws, sse, longpoll, mqtt)."}, []string{"kind"})
 	m.delivered = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_delivered_total",
 		Help: "Messages written to stream clients, by kind."}, []string{"kind"})
 	m.drops = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "queue_drops_total",
@@ -96,14 +97,14 @@ func New() *Metrics {
 		}
 		return 0
 	})
-	for _, s := range []string{"ws", "sse"} { // present from the start
+	for _, s := range []string{"ws", "sse", "mqtt"} { // present from the start
 		m.streams.WithLabelValues(s)
 		m.delivered.WithLabelValues(s)
 		m.drops.WithLabelValues(s)
 		m.slowClosed.WithLabelValues(s)
 	}
 	reg.MustRegister(m.httpRequests, m.httpDuration, m.published, m.storeDur, m.storeErrs, m.ingested, m.ingestErrs,
-		m.leaseHeld, m.tailLag, m.streams, m.delivered, m.drops, m.slowClosed, subs, m.ext,
+		m.leaseHeld, m.tailLag, m.streams, m.delivered, m.drops, m.slowClosed, subs, m.ext, backlog{&m.bridge},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -243,4 +244,39 @@ func (e *external) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descWHOK, prometheus.CounterValue, float64(st.Delivered), name)
 		ch <- prometheus.MustNewConstMetric(descWHHolding, prometheus.GaugeValue, holding, name)
 	}
+}
+
+var (
+	descBacklog = prometheus.NewDesc(ns+"_tail_backlog_messages",
+		"History entries recorded (by any instance's ingest) that this instance's tail has not delivered yet, counted up to 1000. Only with Redis.", nil, nil)
+	descOldest = prometheus.NewDesc(ns+"_tail_oldest_undelivered_seconds",
+		"Age (now minus received_at) of the oldest history entry this instance's tail has not delivered yet; 0 when it is caught up. Only with Redis.", nil, nil)
+)
+
+// backlog reads, when scraped, how far the bridge's history tail is
+// behind (bridge.TailBacklog); it exposes nothing without a shared store
+// or when the store does not answer in time.
+type backlog struct {
+	b *atomic.Pointer[bridge.Bridge]
+}
+
+func (backlog) Describe(ch chan<- *prometheus.Desc) { ch <- descBacklog; ch <- descOldest }
+
+func (l backlog) Collect(ch chan<- prometheus.Metric) {
+	b := l.b.Load()
+	if b == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	n, oldest, ok, _ := b.TailBacklog(ctx)
+	if !ok {
+		return
+	}
+	age := 0.0
+	if !oldest.IsZero() {
+		age = max(time.Since(oldest), 0).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age)
 }

@@ -43,7 +43,8 @@
 //
 // # Ids and atomicity
 //
-// Put runs one script that appends the message to {P}history with XADD *,
+// Put (and PutBatch, for several messages at once: the ingest's group
+// commit) runs one script that appends the message to {P}history with XADD *,
 // so Redis assigns the id "<ms>-<seq>" (a new millisecond restarts the
 // sequence at 0; when Redis' clock stands still or goes back the last
 // millisecond is kept and the sequence grows), trims the history, and
@@ -69,6 +70,7 @@
 // then: an XREVRANGE that finds nothing walks the stream). It removes every
 // entry up to it with XTRIM MINID and records it with XSETID MAXDELETEDID,
 // because trimming does not update max-deleted-entry-id (only XDEL does).
+// The script trims once per call, after all of its messages.
 // In a steady flow a Put reads the one or two oldest entries and drops one;
 // it costs about what a Put with "MAXLEN ~" costs (BenchmarkPut).
 // Approximate trimming would drop whole stream nodes only (up to

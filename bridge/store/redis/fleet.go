@@ -17,6 +17,8 @@ var (
 	_ bridge.Leases      = (*Store)(nil)
 	_ bridge.FencedStore = (*Store)(nil)
 	_ bridge.Tailer      = (*Store)(nil)
+	_ bridge.Backlogger  = (*Store)(nil)
+	_ bridge.BatchStore  = (*Store)(nil)
 )
 
 // leaseKey holds a lease's token, with the lease's TTL.
@@ -92,7 +94,11 @@ func (s *Store) Release(ctx context.Context, name, token string) error {
 // PutFenced is Put, refused with bridge.ErrFenced unless token holds the
 // lease name, checked in the same script that writes.
 func (s *Store) PutFenced(ctx context.Context, msg bridge.Message, name, token string) (bridge.Message, error) {
-	return s.put(ctx, msg, name, token)
+	out, err := s.PutBatch(ctx, []bridge.Message{msg}, name, token)
+	if err != nil {
+		return bridge.Message{}, err
+	}
+	return out[0], nil
 }
 
 // tailBlock is how long one XREAD waits for new entries.
@@ -152,4 +158,53 @@ func decodeXMessage(e redis.XMessage) (bridge.Message, error) {
 		kv = append(kv, name, e.Values[name])
 	}
 	return decodeEntry([]any{e.ID, kv})
+}
+
+// backlogScript counts the history entries after ARGV[1] (exclusive; ""
+// for all), up to ARGV[2], reading them in small chunks so that large
+// payloads never pile up in the script's memory, and returns the count and
+// the received_at of the first of them ("" when none).
+//
+// KEYS: 1 history stream.
+var backlogScript = redis.NewScript(`
+local limit = tonumber(ARGV[2])
+local from = ARGV[1] == '' and '-' or '(' .. ARGV[1]
+local n, first = 0, ''
+while n < limit do
+  local r = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', math.min(16, limit - n))
+  if #r == 0 then break end
+  if n == 0 then
+    local f = r[1][2]
+    for i = 1, #f - 1, 2 do
+      if f[i] == 'received_at' then first = f[i + 1] end
+    end
+  end
+  n = n + #r
+  from = '(' .. r[#r][1]
+end
+return {n, first}
+`)
+
+// Backlog counts the messages recorded after the id after, up to limit,
+// and returns the received_at of the oldest of them.
+func (s *Store) Backlog(ctx context.Context, after string, limit int) (int, time.Time, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	defer cancel()
+	res, err := backlogScript.Run(ctx, s.client, []string{s.history}, after, limit).Slice()
+	if err != nil {
+		return 0, time.Time{}, unavailable(err)
+	}
+	if len(res) != 2 {
+		return 0, time.Time{}, bridge.Errorf(bridge.ECodeInternal, "backlog script: unexpected answer %v", res)
+	}
+	n, _ := res[0].(int64)
+	first, _ := res[1].(string)
+	var oldest time.Time
+	if ms, err := strconv.ParseInt(first, 10, 64); err == nil && n > 0 {
+		oldest = time.UnixMilli(ms)
+	}
+	return int(n), oldest, nil
 }

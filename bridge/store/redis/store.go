@@ -119,38 +119,57 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 	return ctx, cancel, nil
 }
 
-// putScript appends the message to the history stream, which assigns its
-// id, trims the history to its window, and writes (or deletes) the last
-// value and its index entry, in one step.
+// putScript appends messages to the history stream, which assigns their
+// ids, writes (or deletes) each one's last value and index entry, in order,
+// and trims the history to its window once, all in one step. A batch of
+// messages costs one call, one Lua invocation and one trim.
 //
 // Trimming is exact: the script finds the newest entry to drop (the
 // oldest beyond the size, or the newest whose millisecond is older than
-// the new id's by more than the age), drops every entry up to it with
+// the newest id's by more than the age), drops every entry up to it with
 // XTRIM MINID, and records it as the stream's max-deleted-entry-id with
 // XSETID, which trimming alone leaves unchanged (only XDEL sets it; checked
 // with Redis 7.0, and redis/redis#11188, which proposed otherwise, was
 // closed unmerged).
 //
-// KEYS: 1 history stream, 2 topic index, 3 last value hash, 4 (optional)
-// the ingest lease whose holder alone may write.
-// ARGV: 1 topic, 2 "1" to delete, 3 payload, 4 qos, 5 retain, 6 props,
-// 7 received_at (ms), 8 expires_at (ms, "" for never), 9 history size,
-// 10 history age (ms), 11 the lease token (with KEYS[4]).
+// KEYS: 1 history stream, 2 topic index, 3 the ingest lease whose holder
+// alone may write (any key when ARGV[1] is not "1"), 4.. the last value
+// hash of each message.
+// ARGV: 1 "1" to check the lease, 2 the lease token, 3 history size,
+// 4 history age (ms), then 8 per message: topic, "1" to delete, payload,
+// qos, retain, props, received_at (ms), expires_at (ms, "" for never).
+// Returns the ids, in order.
 var putScript = redis.NewScript(`
-if KEYS[4] and redis.call('GET', KEYS[4]) ~= ARGV[11] then
+if ARGV[1] == '1' and redis.call('GET', KEYS[3]) ~= ARGV[2] then
   return redis.error_reply('FENCED the ingest lease is held by another instance')
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id = redis.call('XADD', KEYS[1], '*', 'topic', ARGV[1], 'payload', ARGV[3],
-  'qos', ARGV[4], 'retain', ARGV[5], 'props', ARGV[6], 'received_at', ARGV[7])
+local ids = {}
+for i = 0, (#ARGV - 4) / 8 - 1 do
+  local a, key = 4 + 8 * i, KEYS[4 + i]
+  local id = redis.call('XADD', KEYS[1], '*', 'topic', ARGV[a + 1], 'payload', ARGV[a + 3],
+    'qos', ARGV[a + 4], 'retain', ARGV[a + 5], 'props', ARGV[a + 6], 'received_at', ARGV[a + 7])
+  ids[i + 1] = id
+  redis.call('DEL', key)
+  if ARGV[a + 2] == '1' or (ARGV[a + 8] ~= '' and tonumber(ARGV[a + 8]) <= now) then
+    redis.call('ZREM', KEYS[2], ARGV[a + 1])
+  else
+    redis.call('HSET', key, 'id', id, 'payload', ARGV[a + 3], 'qos', ARGV[a + 4],
+      'retain', ARGV[a + 5], 'props', ARGV[a + 6], 'received_at', ARGV[a + 7])
+    if ARGV[a + 8] ~= '' then
+      redis.call('PEXPIREAT', key, ARGV[a + 8])
+    end
+    redis.call('ZADD', KEYS[2], 0, ARGV[a + 1])
+  end
+end
 
 local function parse(s)
   local dash = string.find(s, '-', 1, true)
   return tonumber(string.sub(s, 1, dash - 1)), tonumber(string.sub(s, dash + 1))
 end
 local drop -- the newest entry to trim, if any
-local size = tonumber(ARGV[9])
+local size = tonumber(ARGV[3])
 local over = redis.call('XLEN', KEYS[1]) - size
 if over > size then -- HistorySize was lowered: read the shorter end
   local r = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', size + 1)
@@ -161,7 +180,7 @@ elseif over > 0 then
 end
 -- Entries of a millisecond below minms are too old. Look for one only when
 -- the oldest entry that stays is: XREVRANGE that finds nothing is slow.
-local minms = parse(id) - tonumber(ARGV[10])
+local minms = parse(ids[#ids]) - tonumber(ARGV[4])
 if minms > 0 then
   local r = redis.call('XRANGE', KEYS[1], drop and '(' .. drop or '-', '+', 'COUNT', 1)
   if r[1] and parse(r[1][1]) < minms then
@@ -171,21 +190,9 @@ end
 if drop then
   local dms, dseq = parse(drop)
   redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f-%.0f', dms, dseq + 1))
-  redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', drop)
+  redis.call('XSETID', KEYS[1], ids[#ids], 'MAXDELETEDID', drop)
 end
-
-redis.call('DEL', KEYS[3])
-if ARGV[2] == '1' or (ARGV[8] ~= '' and tonumber(ARGV[8]) <= now) then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-else
-  redis.call('HSET', KEYS[3], 'id', id, 'payload', ARGV[3], 'qos', ARGV[4],
-    'retain', ARGV[5], 'props', ARGV[6], 'received_at', ARGV[7])
-  if ARGV[8] ~= '' then
-    redis.call('PEXPIREAT', KEYS[3], ARGV[8])
-  end
-  redis.call('ZADD', KEYS[2], 0, ARGV[1])
-end
-return id
+return ids
 `)
 
 // pruneScript removes index entries whose last value is gone, checking
@@ -207,48 +214,70 @@ return n
 // it. ReceivedAt is kept (at millisecond precision) when set, else set to
 // the local time now.
 func (s *Store) Put(ctx context.Context, msg bridge.Message) (bridge.Message, error) {
-	return s.put(ctx, msg, "", "")
+	out, err := s.PutBatch(ctx, []bridge.Message{msg}, "", "")
+	if err != nil {
+		return bridge.Message{}, err
+	}
+	return out[0], nil
 }
 
-// put is Put, refused with bridge.ErrFenced unless token holds the lease
-// (when lease is not "").
-func (s *Store) put(ctx context.Context, msg bridge.Message, lease, token string) (bridge.Message, error) {
-	m, err := storeutil.PreparePut(msg, time.Now())
-	if err != nil {
-		return bridge.Message{}, err
+// PutBatch records msgs, in order, in one atomic step, as Put would one
+// after the other, and returns them with their ids. With lease not "", it
+// records nothing and returns bridge.ErrFenced unless token holds the
+// lease.
+func (s *Store) PutBatch(ctx context.Context, msgs []bridge.Message, lease, token string) ([]bridge.Message, error) {
+	if len(msgs) == 0 {
+		return nil, nil
 	}
-	props, err := encodeProps(m.Properties)
-	if err != nil {
-		return bridge.Message{}, err
+	now := time.Now()
+	out := make([]bridge.Message, len(msgs))
+	keys := make([]string, 3, 3+len(msgs))
+	keys[0], keys[1], keys[2] = s.history, s.index, s.index
+	args := make([]any, 4, 4+8*len(msgs))
+	args[0], args[1], args[2], args[3] = "0", token, s.histMax, s.histAge
+	if lease != "" {
+		keys[2], args[0] = s.leaseKey(lease), "1"
 	}
-	del, expiresAt := "0", ""
-	if m.IsDelete() {
-		del = "1"
-	}
-	if at, ok := m.ExpiresAt(); ok {
-		expiresAt = fmt.Sprint(at.UnixMilli())
+	for i, msg := range msgs {
+		m, err := storeutil.PreparePut(msg, now)
+		if err != nil {
+			return nil, err
+		}
+		props, err := encodeProps(m.Properties)
+		if err != nil {
+			return nil, err
+		}
+		del, expiresAt := "0", ""
+		if m.IsDelete() {
+			del = "1"
+		}
+		if at, ok := m.ExpiresAt(); ok {
+			expiresAt = strconv.FormatInt(at.UnixMilli(), 10)
+		}
+		out[i] = m
+		keys = append(keys, s.valueKey(m.Topic))
+		args = append(args, m.Topic, del, m.Payload, strconv.Itoa(int(m.QoS)), boolField(m.Retain), props,
+			strconv.FormatInt(m.ReceivedAt.UnixMilli(), 10), expiresAt)
 	}
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
-		return bridge.Message{}, err
+		return nil, err
 	}
 	defer cancel()
-	keys := []string{s.history, s.index, s.valueKey(m.Topic)}
-	if lease != "" {
-		keys = append(keys, s.leaseKey(lease))
-	}
-	id, err := putScript.Run(ctx, s.client, keys,
-		m.Topic, del, m.Payload, fmt.Sprint(m.QoS), boolField(m.Retain), props,
-		fmt.Sprint(m.ReceivedAt.UnixMilli()), expiresAt, s.histMax, s.histAge, token,
-	).Text()
+	ids, err := putScript.Run(ctx, s.client, keys, args...).StringSlice()
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "FENCED") {
-			return bridge.Message{}, bridge.ErrFenced
+			return nil, bridge.ErrFenced
 		}
-		return bridge.Message{}, unavailable(err)
+		return nil, unavailable(err)
 	}
-	m.ID = id
-	return m, nil
+	if len(ids) != len(out) {
+		return nil, bridge.Errorf(bridge.ECodeInternal, "the put script returned %d ids for %d messages", len(ids), len(out))
+	}
+	for i := range out {
+		out[i].ID = ids[i]
+	}
+	return out, nil
 }
 
 // Get returns the unexpired last value of the topic name, or
