@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,13 @@ type FeedConfig struct {
 	// Kind labels the feed in the metrics ("ws", "sse", "longpoll"): open
 	// feeds, deliveries and queue drops. "" counts nothing.
 	Kind string
+	// Notify, when set, replaces the channel C: the queue is a slice that
+	// grows as deliveries arrive (up to Queue) and is let go once drained,
+	// so that an idle feed holds no queue, and the consumer takes
+	// deliveries in bulk with Take. Notify is called after each delivery
+	// is queued and when the feed fails; it is called with the feed's lock
+	// held, so it must not block or call back into the feed.
+	Notify func()
 }
 
 // Delivery is one message for a feed's consumer.
@@ -54,14 +62,17 @@ type Feed struct {
 	b     *Bridge
 	id    Identity
 	cfg   FeedConfig
-	seq   uint64      // orders feeds for deduplication in the hub
-	multi atomic.Bool // the feed has more than one filter
-	out   chan Delivery
+	seq   uint64        // orders feeds for deduplication in the hub
+	multi atomic.Bool   // the feed has more than one filter
+	out   chan Delivery // nil with Notify: q instead
 	bytes atomic.Int64
 	done  chan struct{}
 
 	mu      sync.Mutex
+	q       []Delivery // the queue with Notify: q[qhead:] wait
+	qhead   int
 	subs    map[string]*feedSub
+	list    []*feedSub        // subs in a slice: deliver ranges over it
 	held    []*Event          // live messages that wait for a snapshot or replay
 	snapIDs map[string]string // topic → id of the snapshot value sent
 	err     error
@@ -69,10 +80,11 @@ type Feed struct {
 }
 
 type feedSub struct {
-	qos   byte
-	hold  bool   // a snapshot or replay is under way: live messages wait
-	floor string // live messages up to this id were replayed already
-	since string // the newest id when the subscription went live
+	filter string
+	qos    byte
+	hold   bool   // a snapshot or replay is under way: live messages wait
+	floor  string // live messages up to this id were replayed already
+	since  string // the newest id when the subscription went live
 }
 
 var feedSeq atomic.Uint64
@@ -88,17 +100,61 @@ func (b *Bridge) NewFeed(id Identity, cfg FeedConfig) *Feed {
 	if cfg.Kind != "" {
 		b.cfg.Metrics.StreamOpened(cfg.Kind)
 	}
-	return &Feed{
+	f := &Feed{
 		b: b, id: id, cfg: cfg, seq: feedSeq.Add(1),
-		out:     make(chan Delivery, cfg.Queue),
 		done:    make(chan struct{}),
 		subs:    map[string]*feedSub{},
 		snapIDs: map[string]string{},
 	}
+	if cfg.Notify == nil {
+		f.out = make(chan Delivery, cfg.Queue)
+	}
+	return f
 }
 
-// C delivers the feed's messages.
+// C delivers the feed's messages; nil for a feed with FeedConfig.Notify
+// (use Take).
 func (f *Feed) C() <-chan Delivery { return f.out }
+
+// keepQueue is the most queue slots a drained Notify feed keeps for the
+// next deliveries; a longer slice is let go.
+const keepQueue = 64
+
+// Take appends up to max queued deliveries to dst, oldest first, and
+// returns it; for a feed with FeedConfig.Notify. A failed feed has none.
+func (f *Feed) Take(dst []Delivery, max int) []Delivery {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := min(max, len(f.q)-f.qhead)
+	if n <= 0 {
+		return dst
+	}
+	dst = append(dst, f.q[f.qhead:f.qhead+n]...)
+	clear(f.q[f.qhead : f.qhead+n]) // the events may go
+	f.qhead += n
+	switch {
+	case f.qhead == len(f.q) && cap(f.q) > keepQueue:
+		f.q, f.qhead = nil, 0
+	case f.qhead == len(f.q):
+		f.q, f.qhead = f.q[:0], 0
+	case f.qhead >= len(f.q)/2:
+		// Move the rest to the front so that the slice does not creep.
+		m := copy(f.q, f.q[f.qhead:])
+		clear(f.q[m:])
+		f.q, f.qhead = f.q[:m], 0
+	}
+	return dst
+}
+
+// Len is how many deliveries wait in the queue.
+func (f *Feed) Len() int {
+	if f.out != nil {
+		return len(f.out)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.q) - f.qhead
+}
 
 // Done is closed when the feed fails or is closed; Err says why.
 func (f *Feed) Done() <-chan struct{} { return f.done }
@@ -164,7 +220,9 @@ func (f *Feed) Subscribe(ctx context.Context, filters []string, opts SubscribeOp
 			s.qos = opts.QoS
 			continue
 		}
-		f.subs[flt] = &feedSub{qos: opts.QoS, hold: hold}
+		s := &feedSub{filter: flt, qos: opts.QoS, hold: hold}
+		f.subs[flt] = s
+		f.list = append(f.list, s)
 		f.b.hub.add(flt, f)
 		added = append(added, flt)
 	}
@@ -199,8 +257,9 @@ func (f *Feed) Unsubscribe(filters []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, flt := range filters {
-		if _, ok := f.subs[flt]; ok {
+		if s, ok := f.subs[flt]; ok {
 			delete(f.subs, flt)
+			f.list = slices.DeleteFunc(f.list, func(x *feedSub) bool { return x == s })
 			f.b.hub.remove(flt, f)
 		}
 	}
@@ -214,7 +273,7 @@ func (f *Feed) Close() {
 	for flt := range f.subs {
 		f.b.hub.remove(flt, f)
 	}
-	f.subs = map[string]*feedSub{}
+	f.subs, f.list = map[string]*feedSub{}, nil
 	f.failLocked(ErrFeedClosed)
 	if !f.closed && f.cfg.Kind != "" {
 		f.b.cfg.Metrics.StreamClosed(f.cfg.Kind)
@@ -237,8 +296,8 @@ func (f *Feed) deliverLocked(ev *Event) {
 		return // the snapshot already carried it, or something newer
 	}
 	var live, held, ack bool
-	for flt, s := range f.subs {
-		if !topic.Match(flt, ev.Topic) {
+	for _, s := range f.list {
+		if !topic.Match(s.filter, ev.Topic) {
 			continue
 		}
 		switch {
@@ -265,6 +324,17 @@ func (f *Feed) deliverLocked(ev *Event) {
 
 func (f *Feed) enqueueLocked(d Delivery) {
 	n := int64(len(d.Event.Payload))
+	if f.cfg.Notify != nil {
+		queued := len(f.q) - f.qhead
+		if queued >= f.cfg.Queue || f.bytes.Load()+n > int64(f.cfg.QueueBytes) && queued > 0 {
+			f.dropLocked()
+			return
+		}
+		f.q = append(f.q, d)
+		f.bytes.Add(n)
+		f.cfg.Notify()
+		return
+	}
 	if f.bytes.Load()+n > int64(f.cfg.QueueBytes) && len(f.out) > 0 {
 		f.dropLocked()
 		return
@@ -280,7 +350,7 @@ func (f *Feed) enqueueLocked(d Delivery) {
 // enqueueWait queues a snapshot or replay delivery, waiting while the queue
 // is more than half full so that live messages keep room.
 func (f *Feed) enqueueWait(ctx context.Context, d Delivery) error {
-	for len(f.out) > cap(f.out)/2 {
+	for f.Len() > f.cfg.Queue/2 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -312,7 +382,12 @@ func (f *Feed) failLocked(err error) {
 	}
 	f.err = err
 	f.held = nil
+	clear(f.q)
+	f.q, f.qhead = nil, 0
 	close(f.done)
+	if f.cfg.Notify != nil {
+		f.cfg.Notify()
+	}
 }
 
 // replay queues the history after `after` that matches the added filters,

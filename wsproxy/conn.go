@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -16,21 +17,30 @@ import (
 const (
 	maxFilters = 100 // per subscribe request
 	maxIDLen   = 64  // of a request id
+	maxAnswers = 64  // answers waiting for the writer
 )
 
 // conn is one WebSocket connection: the reader runs in the HTTP handler's
-// goroutine, the writer in its own, and they share the feed and the pending
-// QoS 1 messages.
+// goroutine; the writer runs in a goroutine of its own only while there is
+// something to write (kick), so that an idle connection has one goroutine.
+// They share the feed and the pending QoS 1 messages.
 type conn struct {
 	s       *Server
 	ws      *websocket.Conn
+	bc      *batchConn // under ws: the writer batches its frames
 	id      bridge.Identity
 	feed    *bridge.Feed
 	session string
 
-	ctrl       chan []byte     // ok, error, pong and gap frames
-	closeCh    chan closeFrame // the first close request wins
-	writerDone chan struct{}
+	wstate     atomic.Int32 // wIdle, wRunning, wDirty or wDone
+	wmu        sync.Mutex   // guards ctrl, closeReq, pingDue, pingT and timersOff
+	ctrl       [][]byte     // ok, error, pong and gap frames
+	closeReq   *closeFrame  // the first close request wins
+	pingDue    bool
+	pingT      *time.Timer
+	stopCtx    func() // stops the other timers
+	timersOff  bool
+	writerDone chan struct{} // the writer ended the connection
 	readerDone chan struct{}
 
 	pending pendingSet
@@ -46,24 +56,27 @@ type closeFrame struct {
 	reason string
 }
 
-func newConn(s *Server, ws *websocket.Conn, id bridge.Identity) *conn {
-	return &conn{
-		s: s, ws: ws, id: id,
-		feed:       s.cfg.Bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.QueueMessages, QueueBytes: s.cfg.QueueBytes, Kind: "ws"}),
-		ctrl:       make(chan []byte, 64),
-		closeCh:    make(chan closeFrame, 1),
+func newConn(s *Server, ws *websocket.Conn, bc *batchConn, id bridge.Identity) *conn {
+	c := &conn{
+		s: s, ws: ws, bc: bc, id: id,
 		writerDone: make(chan struct{}),
 		readerDone: make(chan struct{}),
 		pending:    newPendingSet(),
 	}
+	// run writes first, as the writer: kicks wait for its release.
+	c.wstate.Store(wRunning)
+	c.feed = s.cfg.Bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.QueueMessages, QueueBytes: s.cfg.QueueBytes, Kind: "ws", Notify: c.kick})
+	return c
 }
 
 // closeWith asks the writer to send a close frame and end the connection.
 func (c *conn) closeWith(code int, reason string) {
-	select {
-	case c.closeCh <- closeFrame{code, reason}:
-	default:
+	c.wmu.Lock()
+	if c.closeReq == nil {
+		c.closeReq = &closeFrame{code, reason}
 	}
+	c.wmu.Unlock()
+	c.kick()
 }
 
 func (c *conn) run(ctx context.Context, p connectParams) {
@@ -87,33 +100,21 @@ func (c *conn) run(ctx context.Context, p connectParams) {
 	if err != nil {
 		lastID = "0-0"
 	}
-	if c.write(mustJSON(welcomeFrame{Type: "welcome", Session: c.session, Resumed: resumed, LastID: lastID})) != nil {
+	if c.writeFirst(ctx, sess, p, lastID, resumed) != nil {
+		c.wstate.Store(wDone)
 		c.feed.Close()
 		return
 	}
-	// Unacknowledged messages the client may have lost come first: those
-	// this identity may read (a session id is no credential).
-	for _, m := range sess.Pending {
-		if p.lastID != "" && compareIDs(m.ID, p.lastID) > 0 {
-			continue // replayed from the history below
-		}
-		if c.s.cfg.Bridge.CheckSubscribe(ctx, c.id, m.Topic) != nil {
-			continue
-		}
-		c.pending.add(m)
-		if c.write(encodeDelivery(bridge.Delivery{Event: bridge.NewEvent(m), Ack: true})) != nil {
-			c.feed.Close()
-			return
-		}
-	}
 
-	go c.writeLoop(ctx)
+	c.startTimers(ctx)
+	c.release()
 	c.restore(ctx, sess, p)
 	c.readLoop(ctx)
 	c.reqs.stop()
 	close(c.readerDone)
 	c.closeWith(websocket.CloseNormalClosure, "")
 	<-c.writerDone
+	c.stopTimers()
 	subs := c.feed.Subscriptions()
 	c.feed.Close()
 	c.ckpt.Lock()
@@ -123,6 +124,32 @@ func (c *conn) run(ctx context.Context, p connectParams) {
 	}
 	c.ckpt.Unlock()
 	c.saveSession(subs)
+}
+
+// writeFirst writes the welcome and then the unacknowledged messages the
+// client may have lost, in one batch, before the writer starts.
+func (c *conn) writeFirst(ctx context.Context, sess bridge.Session, p connectParams, lastID string, resumed bool) error {
+	c.bc.begin()
+	err := c.write(mustJSON(welcomeFrame{Type: "welcome", Session: c.session, Resumed: resumed, LastID: lastID}))
+	// Unacknowledged messages the client may have lost come next: those
+	// this identity may read (a session id is no credential).
+	for _, m := range sess.Pending {
+		if err != nil {
+			break
+		}
+		if p.lastID != "" && compareIDs(m.ID, p.lastID) > 0 {
+			continue // replayed from the history below
+		}
+		if c.s.cfg.Bridge.CheckSubscribe(ctx, c.id, m.Topic) != nil {
+			continue
+		}
+		c.pending.add(m)
+		err = c.write(encodeDelivery(bridge.Delivery{Event: bridge.NewEvent(m), Ack: true}))
+	}
+	if e := c.bc.end(); err == nil {
+		err = e
+	}
+	return err
 }
 
 // touch notes that the session changed (subscriptions, pending messages):
@@ -172,70 +199,182 @@ func (c *conn) saveSession(subs map[string]byte) {
 
 func (c *conn) extendRead() { _ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongTimeout)) }
 
-// write writes one text frame; only the writer (or run before the writer
-// starts) calls it.
-func (c *conn) write(b []byte) error {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	return c.ws.WriteMessage(websocket.TextMessage, b)
+// The writer's states. Kicks move it from idle to running (starting a
+// writer goroutine) or from running to dirty (the writer looks again
+// before it stops); only the writer leaves running, dirty and done.
+const (
+	wIdle    = iota // nothing to write, no writer goroutine
+	wRunning        // a writer is writing
+	wDirty          // a writer is writing, and more came meanwhile
+	wDone           // the connection ended: no more writes
+)
+
+// kick makes sure that a writer will write what was just queued. It never
+// blocks: the feed calls it with its lock held.
+func (c *conn) kick() {
+	for {
+		switch c.wstate.Load() {
+		case wIdle:
+			if c.wstate.CompareAndSwap(wIdle, wRunning) {
+				go c.writer()
+				return
+			}
+		case wRunning:
+			if c.wstate.CompareAndSwap(wRunning, wDirty) {
+				return
+			}
+		default:
+			return
+		}
+	}
 }
 
-func (c *conn) writeLoop(ctx context.Context) {
-	defer close(c.writerDone)
-	ping := time.NewTicker(c.s.cfg.PingInterval)
-	defer ping.Stop()
-	var expired <-chan time.Time
-	if !c.id.Expires.IsZero() {
-		t := time.NewTimer(time.Until(c.id.Expires))
-		defer t.Stop()
-		expired = t.C
+// release ends run's turn as the writer (see newConn).
+func (c *conn) release() {
+	if !c.wstate.CompareAndSwap(wRunning, wIdle) {
+		go c.writer()
 	}
-	feedC := c.feed.C()
+}
+
+// writer writes until nothing is queued, or until the connection ends.
+func (c *conn) writer() {
+	for {
+		c.wstate.Store(wRunning)
+		if !c.writeQueued() {
+			c.wstate.Store(wDone)
+			close(c.writerDone)
+			return
+		}
+		if c.wstate.CompareAndSwap(wRunning, wIdle) {
+			return
+		}
+	}
+}
+
+// writeQueued writes everything queued, a batch at a time; false when the
+// connection ended.
+func (c *conn) writeQueued() bool {
 	for {
 		// A failed feed ends the connection before anything else is sent.
 		select {
 		case <-c.feed.Done():
 			c.endFeed()
-			return
+			return false
 		default:
 		}
-		select {
-		case d := <-feedC:
-			if err := c.writeDelivery(d); err != nil {
-				c.abort(err)
-				return
-			}
-		case b := <-c.ctrl:
-			// Answers follow the messages queued before them (a
-			// subscribe's snapshot comes before its ok).
-			for n := len(feedC); n > 0; n-- {
-				if err := c.writeDelivery(<-feedC); err != nil {
-					c.abort(err)
-					return
-				}
-			}
-			if err := c.write(b); err != nil {
-				c.abort(err)
-				return
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
-				c.abort(err)
-				return
-			}
-		case <-c.feed.Done():
-			c.endFeed()
-			return
-		case cf := <-c.closeCh:
+		c.wmu.Lock()
+		ctrl, cf, ping := c.ctrl, c.closeReq, c.pingDue
+		c.ctrl, c.pingDue = nil, false
+		c.wmu.Unlock()
+		if cf != nil {
 			c.sendClose(cf.code, cf.reason)
-			return
-		case <-expired:
-			c.sendClose(CloseTokenExpired, "token expired")
-			return
-		case <-ctx.Done():
-			c.sendClose(CloseServiceRestart, "server shutting down")
-			return
+			return false
+		}
+		n := c.feed.Len()
+		if n == 0 && len(ctrl) == 0 && !ping {
+			return true
+		}
+		c.bc.begin()
+		err := c.writeBatch(n, ctrl, ping)
+		if e := c.bc.end(); err == nil {
+			err = e
+		}
+		if err != nil {
+			c.abort(err)
+			return false
 		}
 	}
+}
+
+// deliveryBufs hold the deliveries a writer took from its feed.
+var deliveryBufs = sync.Pool{New: func() any { b := make([]bridge.Delivery, 0, 64); return &b }}
+
+// writeBatch writes n queued deliveries, then the answers and a ping, into
+// the batch. The answers follow the messages queued before them (a
+// subscribe's snapshot comes before its ok): those are among the n.
+func (c *conn) writeBatch(n int, ctrl [][]byte, ping bool) error {
+	buf := deliveryBufs.Get().(*[]bridge.Delivery)
+	defer deliveryBufs.Put(buf)
+	for n > 0 {
+		ds := c.feed.Take((*buf)[:0], min(n, cap(*buf)))
+		if len(ds) == 0 {
+			break // the feed failed
+		}
+		n -= len(ds)
+		for _, d := range ds {
+			if err := c.writeDelivery(d); err != nil {
+				clear(ds)
+				return err
+			}
+		}
+		clear(ds) // the events may go
+	}
+	for _, b := range ctrl {
+		if err := c.write(b); err != nil {
+			return err
+		}
+	}
+	if ping {
+		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout))
+	}
+	return nil
+}
+
+// write adds a text frame to the batch; only the writer (or run before it
+// releases the writer) calls it, inside a batch, whose flush bounds the
+// time.
+func (c *conn) write(b []byte) error { return c.bc.writeText(b) }
+
+// reply queues an answer for the writer. A client that floods requests
+// without reading the answers is disconnected.
+func (c *conn) reply(b []byte) {
+	c.wmu.Lock()
+	full := len(c.ctrl) >= maxAnswers
+	if !full {
+		c.ctrl = append(c.ctrl, b)
+	}
+	c.wmu.Unlock()
+	if full {
+		c.closeWith(CloseSlowConsumer, "slow consumer: too many unread answers")
+		return
+	}
+	c.kick()
+}
+
+// startTimers starts the pings, the end of the credentials and the end of
+// ctx (1012), which kick the writer. Timers hold no goroutine while they
+// wait.
+func (c *conn) startTimers(ctx context.Context) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.pingT = time.AfterFunc(c.s.cfg.PingInterval, c.pingTick)
+	stopCtx := context.AfterFunc(ctx, func() { c.closeWith(CloseServiceRestart, "server shutting down") })
+	c.stopCtx = func() { stopCtx() }
+	if !c.id.Expires.IsZero() {
+		t := time.AfterFunc(time.Until(c.id.Expires), func() { c.closeWith(CloseTokenExpired, "token expired") })
+		c.stopCtx = func() { stopCtx(); t.Stop() }
+	}
+}
+
+func (c *conn) pingTick() {
+	c.wmu.Lock()
+	if c.timersOff {
+		c.wmu.Unlock()
+		return
+	}
+	c.pingDue = true
+	c.pingT.Reset(c.s.cfg.PingInterval)
+	c.wmu.Unlock()
+	c.kick()
+}
+
+func (c *conn) stopTimers() {
+	c.wmu.Lock()
+	c.timersOff = true
+	c.pingT.Stop()
+	stop := c.stopCtx
+	c.wmu.Unlock()
+	stop()
 }
 
 // endFeed closes the connection of a failed feed, saying why.
@@ -267,7 +406,7 @@ func (c *conn) sendClose(code int, reason string) {
 
 type frameKey struct{ ack bool }
 
-// writeDelivery writes a message frame, encoded once per message and
+// writeDelivery writes a message frame, built once per message and
 // variant for every connection.
 func (c *conn) writeDelivery(d bridge.Delivery) error {
 	c.feed.Took(d)
@@ -280,21 +419,8 @@ func (c *conn) writeDelivery(d bridge.Delivery) error {
 	if d.Snapshot {
 		return c.write(encodeDelivery(d))
 	}
-	pm := d.Event.Encoded(frameKey{d.Ack}, func(*bridge.Message) any {
-		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, encodeDelivery(d))
-		if err != nil {
-			return err
-		}
-		return pm
-	})
-	switch v := pm.(type) {
-	case *websocket.PreparedMessage:
-		_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-		return c.ws.WritePreparedMessage(v)
-	case error:
-		return v
-	}
-	return nil
+	frame := d.Event.Encoded(frameKey{d.Ack}, func(*bridge.Message) any { return textFrame(encodeDelivery(d)) })
+	return c.bc.writeFrame(frame.([]byte))
 }
 
 func (c *conn) readLoop(ctx context.Context) {
@@ -309,16 +435,6 @@ func (c *conn) readLoop(ctx context.Context) {
 			continue
 		}
 		c.handle(ctx, data)
-	}
-}
-
-// reply queues an answer for the writer. A client that floods requests
-// without reading the answers is disconnected.
-func (c *conn) reply(b []byte) {
-	select {
-	case c.ctrl <- b:
-	default:
-		c.closeWith(CloseSlowConsumer, "slow consumer: too many unread answers")
 	}
 }
 

@@ -2,9 +2,10 @@
 // endpoints:
 //
 //   - /v1/ws, the JSON stream protocol (docs/websocket.md, asyncapi.yaml).
-//     Each connection has one reader and one writer goroutine and a
-//     bridge.Feed with a bounded queue; message frames are encoded once per
-//     message for every connection (websocket.PreparedMessage cached on the
+//     Each connection has a reader goroutine, a bridge.Feed with a bounded
+//     queue, and a writer goroutine only while something is queued, which
+//     writes all of it with one system call (batchconn.go); a message's
+//     text frame is built once for every connection (cached on the
 //     bridge.Event).
 //   - /mqtt, MQTT 3.1.1 and 5 over WebSocket proxied to the upstream broker
 //     (MQTTServer, docs/mqtt-proxy.md): one broker connection per client,

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -86,6 +87,8 @@ type Server struct {
 	log *slog.Logger
 
 	conns conns[*conn]
+	// wrapConn, in tests, wraps each hijacked connection.
+	wrapConn func(net.Conn) net.Conn
 
 	slowClosed atomic.Uint64
 }
@@ -123,10 +126,14 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
+	// Buffers: gorilla reads with net/http's buffered reader and writes
+	// the handshake's answer into net/http's write buffer, both kept by
+	// the hijacked connection while the handler runs anyway, so that a
+	// connection holds no buffers of its own. gorilla writes nothing else
+	// but control frames; the writer frames the rest itself, into batches
+	// that take their buffer from a pool (batchconn.go).
 	s.up = websocket.Upgrader{
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
-		CheckOrigin:     s.checkOrigin,
+		CheckOrigin: s.checkOrigin,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			writeError(w, status, "invalid_request", reason.Error())
 		},
@@ -239,11 +246,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.conns.leave()
 
-	ws, err := s.up.Upgrade(w, r, nil)
+	h := &hijacker{ResponseWriter: w, timeout: s.cfg.WriteTimeout, wrap: s.wrapConn}
+	ws, err := s.up.Upgrade(h, r, nil)
 	if err != nil {
 		return // the upgrader answered
 	}
-	c := newConn(s, ws, id)
+	c := newConn(s, ws, h.conn, id)
 	s.conns.run(c, func() { c.run(r.Context(), params) })
 }
 

@@ -50,6 +50,7 @@ type Metrics struct {
 	delivered    *prometheus.CounterVec
 	drops        *prometheus.CounterVec
 	slowClosed   *prometheus.CounterVec
+	deliveredBy  map[string]prometheus.Counter // delivered's counters of the known kinds; read-only after New
 
 	bridge atomic.Pointer[bridge.Bridge]
 	ext    *external
@@ -97,9 +98,10 @@ func New() *Metrics {
 		}
 		return 0
 	})
-	for _, s := range []string{"ws", "sse", "mqtt"} { // present from the start
+	m.deliveredBy = map[string]prometheus.Counter{}
+	for _, s := range []string{"ws", "sse", "longpoll", "mqtt"} { // present from the start
 		m.streams.WithLabelValues(s)
-		m.delivered.WithLabelValues(s)
+		m.deliveredBy[s] = m.delivered.WithLabelValues(s)
 		m.drops.WithLabelValues(s)
 		m.slowClosed.WithLabelValues(s)
 	}
@@ -182,7 +184,13 @@ func (m *Metrics) StreamOpened(kind string) { m.streams.WithLabelValues(kind).In
 func (m *Metrics) StreamClosed(kind string) { m.streams.WithLabelValues(kind).Dec() }
 
 // Delivered implements bridge.Metrics.
-func (m *Metrics) Delivered(kind string) { m.delivered.WithLabelValues(kind).Inc() }
+func (m *Metrics) Delivered(kind string) {
+	if c, ok := m.deliveredBy[kind]; ok { // once per message per client: no label hashing
+		c.Inc()
+		return
+	}
+	m.delivered.WithLabelValues(kind).Inc()
+}
 
 // SlowClosed implements bridge.Metrics.
 func (m *Metrics) SlowClosed(kind string) { m.slowClosed.WithLabelValues(kind).Inc() }
