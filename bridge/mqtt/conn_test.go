@@ -598,7 +598,7 @@ func TestPasswordsAndSecretsNotLogged(t *testing.T) {
 	t.Parallel()
 	const secret = "s3cr3t-Pa55"
 	m := testenv.StartMosquitto(t, testenv.MosquittoOptions{Users: map[string]string{"alice": secret}})
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	// Wrong password: refused, the reason is visible, no password anywhere.
@@ -718,23 +718,6 @@ func port(url string) string { return url[strings.LastIndex(url, ":")+1:] }
 func host(url string) string {
 	h := url[strings.Index(url, "://")+3 : strings.LastIndex(url, ":")]
 	return h[strings.LastIndex(h, "@")+1:]
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // OnMessagesAck gets what queued up while it was busy as one batch, in

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -10,18 +9,15 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
-	"github.com/mqttbridge/mqttbridge"
-	"github.com/mqttbridge/mqttbridge/internal/apitest"
 	"github.com/mqttbridge/mqttbridge/internal/auth"
 	"github.com/mqttbridge/mqttbridge/internal/config"
-	"github.com/mqttbridge/mqttbridge/internal/frametest"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // The credentials of the authentication tests.
@@ -48,27 +44,9 @@ func withAuth(c *config.Config) {
 	c.Auth.JWT.Rules = userRules
 }
 
-// syncBuffer collects every log line of an instance.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startLogged is startWith with every log line (debug level up) kept in
 // logs as well as in the test log.
-func startLogged(tb testing.TB, change func(*config.Config), logs *syncBuffer, args ...string) *instance {
+func startLogged(tb testing.TB, change func(*config.Config), logs *testenv.SyncBuffer, args ...string) *instance {
 	tb.Helper()
 	cfg, err := config.Load(append([]string{"--http-addr", "127.0.0.1:0", "--embedded-mqtt-addr", "127.0.0.1:0"}, args...), func(string) string { return "" })
 	if err != nil {
@@ -80,34 +58,11 @@ func startLogged(tb testing.TB, change func(*config.Config), logs *syncBuffer, a
 	if err := cfg.Validate(); err != nil {
 		tb.Fatalf("config: %v", err)
 	}
-	m := NewMain(cfg)
 	var w io.Writer = tbWriter{tb}
 	if logs != nil {
 		w = io.MultiWriter(w, logs)
 	}
-	m.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if err := m.Run(context.Background()); err != nil {
-		_ = m.Close(context.Background())
-		tb.Fatalf("run: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := m.Close(ctx); err != nil {
-			tb.Errorf("close: %v", err)
-		}
-	})
-	scheme := "http://"
-	if cfg.HTTP.TLS.Enabled() {
-		scheme = "https://"
-	}
-	return &instance{
-		Main:   m,
-		base:   scheme + m.HTTPAddr.String(),
-		api:    apitest.New(tb, mqttbridge.OpenAPI),
-		frames: frametest.New(tb, mqttbridge.AsyncAPI),
-		client: &http.Client{Timeout: 15 * time.Second},
-	}
+	return runInstance(tb, cfg, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
 }
 
 // token signs claims (sub, iss, aud, exp an hour ahead, iat, changed by

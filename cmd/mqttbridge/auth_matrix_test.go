@@ -13,6 +13,7 @@ import (
 
 	"github.com/mqttbridge/mqttbridge"
 	"github.com/mqttbridge/mqttbridge/internal/apitest"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // credential is one column of the matrix: the headers sent, and the topic
@@ -71,7 +72,7 @@ func ws(t *testing.T, in *instance, root string, header []string) int {
 // success for a good one on its own topics. Health and readiness never
 // need credentials; unknown paths do.
 func TestAuthMatrix(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	in := startLogged(t, withAuth, logs)
 	in.waitReady(t)
 	alice := token(t, "alice", nil)

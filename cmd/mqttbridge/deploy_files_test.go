@@ -483,7 +483,7 @@ func TestDeployBinaryStarts(t *testing.T) {
 		t.Fatalf("CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w\": %v\n%s", err, out)
 	}
 	httpPort, mqttPort := testenv.FreePort(t), testenv.FreePort(t)
-	var logs syncBuffer // written by exec's copying goroutines
+	var logs testenv.SyncBuffer // written by exec's copying goroutines
 	cmd := exec.Command(bin, "--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--embedded-mqtt-addr", fmt.Sprintf("127.0.0.1:%d", mqttPort))
 	cmd.Env = []string{"PATH=/usr/bin:/bin"} // nothing from the test's MQTTBRIDGE_*

@@ -55,8 +55,15 @@ func startWith(tb testing.TB, change func(*config.Config), args ...string) *inst
 	if change != nil {
 		change(&cfg)
 	}
+	return runInstance(tb, cfg, slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+// runInstance runs Main with cfg, logging to logger, and closes it when
+// the test ends.
+func runInstance(tb testing.TB, cfg config.Config, logger *slog.Logger) *instance {
+	tb.Helper()
 	m := NewMain(cfg)
-	m.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	m.Logger = logger
 	if err := m.Run(context.Background()); err != nil {
 		_ = m.Close(context.Background())
 		tb.Fatalf("run: %v", err)
@@ -68,9 +75,13 @@ func startWith(tb testing.TB, change func(*config.Config), args ...string) *inst
 			tb.Errorf("close: %v", err)
 		}
 	})
+	scheme := "http://"
+	if cfg.HTTP.TLS.Enabled() {
+		scheme = "https://"
+	}
 	return &instance{
 		Main:   m,
-		base:   "http://" + m.HTTPAddr.String(),
+		base:   scheme + m.HTTPAddr.String(),
 		api:    apitest.New(tb, mqttbridge.OpenAPI),
 		frames: frametest.New(tb, mqttbridge.AsyncAPI),
 		client: &http.Client{Timeout: 15 * time.Second},

@@ -129,7 +129,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 // request id (the client's when valid, echoed); a token in the query never
 // reaches the log. With authentication on, /metrics needs credentials.
 func TestRequestLog(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	in := startLogged(t, withAuth, &logs)
 	in.waitReady(t)
 	tok := token(t, "alice", nil)

@@ -8,40 +8,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/mqttbridge/mqttbridge"
 	"github.com/mqttbridge/mqttbridge/bridge"
-	"github.com/mqttbridge/mqttbridge/internal/apitest"
 	"github.com/mqttbridge/mqttbridge/internal/config"
-	"github.com/mqttbridge/mqttbridge/internal/frametest"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
 	"github.com/mqttbridge/mqttbridge/internal/tracing/otlptest"
 )
 
 // lineLog keeps the lines a JSON logger writes.
-type lineLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lineLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type lineLog struct{ testenv.SyncBuffer }
 
 // find returns the first logged record with msg whose attributes include
 // every one of want.
 func (l *lineLog) find(msg string, want map[string]string) map[string]any {
-	l.mu.Lock()
-	text := l.b.String()
-	l.mu.Unlock()
-	sc := bufio.NewScanner(strings.NewReader(text))
+	sc := bufio.NewScanner(strings.NewReader(l.String()))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var rec map[string]any
@@ -74,21 +57,7 @@ func startTraced(tb testing.TB, rcv *otlptest.Receiver, prefix string, batch tim
 		cfg.Tracing.BatchTimeout = config.Duration(batch)
 	}
 	logs := &lineLog{}
-	m := NewMain(cfg)
-	m.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if err := m.Run(context.Background()); err != nil {
-		_ = m.Close(context.Background())
-		tb.Fatalf("run: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := m.Close(ctx); err != nil {
-			tb.Errorf("close: %v", err)
-		}
-	})
-	in := &instance{Main: m, base: "http://" + m.HTTPAddr.String(), api: apitest.New(tb, mqttbridge.OpenAPI),
-		frames: frametest.New(tb, mqttbridge.AsyncAPI), client: &http.Client{Timeout: 15 * time.Second}}
+	in := runInstance(tb, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	in.waitReady(tb)
 	return in, logs
 }

@@ -1,18 +1,17 @@
 package tracing_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 	"github.com/mqttbridge/mqttbridge/internal/tracing"
 	"github.com/mqttbridge/mqttbridge/internal/tracing/otlptest"
 )
@@ -110,7 +109,7 @@ func TestSamplingIsParentBased(t *testing.T) {
 func TestExportFailureIsLogged(t *testing.T) {
 	rcv := otlptest.Start(t)
 	rcv.SetStatus(http.StatusBadRequest)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	p := newProvider(t, tracing.Config{Endpoint: rcv.URL, SampleRatio: 1, BatchTimeout: time.Hour,
 		Headers: map[string]string{"Authorization": "Bearer Zq9xTopSecret"}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	_, span := p.TracerProvider().Tracer("test").Start(context.Background(), "lost")
@@ -136,21 +135,4 @@ func TestNewRefuses(t *testing.T) {
 			t.Errorf("New(%+v) succeeded", cfg)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
