@@ -35,8 +35,18 @@ export class MqttBridgeError extends Error {
   readonly reasonCode?: number;
   /** the request id the server answered */
   readonly ref?: string;
-  /** for a refused re-subscription after a reconnect: its filter */
+  /** for a failed re-subscription after a reconnect (or after a gap): its
+   * filter. Refused for good (forbidden, unauthorized, invalid_topic,
+   * invalid_request, topic_not_bridged, payload_too_large): the filter's
+   * subscriptions have ended (active false). Any other code
+   * (store_unavailable, broker_unavailable, rate_limited, internal,
+   * timeout, …) is temporary: the subscriptions stay and the subscribe is
+   * tried again after retryIn ms. */
   filter?: string;
+  /** for a temporary failure of a re-subscription: ms until it is tried
+   * again (the reconnect backoff: reconnect.min doubling to reconnect.max,
+   * with jitter); absent when the subscriptions ended */
+  retryIn?: number;
 }
 
 /** A received message. */
@@ -91,7 +101,9 @@ export class Subscription {
   readonly snapshot: boolean;
   readonly autoAck: boolean;
   readonly callback: MessageCallback;
-  /** false once unsubscribed, or when the server refused it after a reconnect */
+  /** false once unsubscribed, or when the server refused it for good after
+   * a reconnect (an "error" event with .filter says why); a temporary
+   * failure (store_unavailable, …) keeps it active and is retried */
   readonly active: boolean;
   /** stops the callback at once; resolves when the server confirmed (at
    * once when another subscription still uses the same filter) */
@@ -174,7 +186,9 @@ export interface MqttBridgeEvents {
   message: (msg: BridgeMessage) => void;
   /** the history no longer covers the resume point: messages may be lost */
   gap: (frame: GapFrame) => void;
-  /** errors that belong to no request, and exceptions thrown by callbacks */
+  /** errors that belong to no request (among them failed re-subscriptions,
+   * with .filter, and .retryIn when tried again), and exceptions thrown by
+   * callbacks */
   error: (err: Error) => void;
 }
 

@@ -11,8 +11,10 @@
 //
 // It reconnects with exponential backoff and jitter and resumes its session
 // (?session=…&last_id=…); when the server no longer has the session it
-// subscribes again and asks for a replay from the last message id it saw.
-// QoS 1 deliveries are acknowledged after the callbacks return. Messages are
+// subscribes again and asks for a replay from the last message id it saw;
+// when that fails for the moment (store_unavailable, …) it tries again with
+// the same backoff, when it is refused for good (forbidden, …) those
+// subscriptions end with an "error" event. QoS 1 deliveries are acknowledged after the callbacks return. Messages are
 // deduplicated per topic by id, so a replay never shows one twice.
 
 const DEFAULTS = Object.freeze({
@@ -23,6 +25,13 @@ const DEFAULTS = Object.freeze({
   catchUpOnGap: true,
   maxFrameSize: 64 * 1024,
 });
+
+// Server error codes that refuse a subscription for good: a re-subscription
+// after a reconnect that fails with one of them ends its subscriptions.
+// Every other code (store_unavailable, broker_unavailable, rate_limited,
+// internal, timeout, slow_consumer, and codes this client does not know)
+// is taken as transient: the re-subscription is tried again.
+const PERMANENT = new Set(["forbidden", "unauthorized", "invalid_topic", "invalid_request", "topic_not_bridged", "payload_too_large"]);
 
 /** An error with a machine-readable code: the server's (invalid_topic,
  * forbidden, broker_unavailable, …) or the client's (timeout,
@@ -229,7 +238,7 @@ export class MqttBridge {
   #cursor = null; // newest message id seen (or the first welcome's last_id), as text
   #cursorParsed = null;
   #topicLast = new Map(); // topic -> parsed id of the newest message delivered
-  #filters = new Map(); // filter -> {qos, snapshot, confirmed, subs: Set}
+  #filters = new Map(); // filter -> {qos, snapshot, confirmed, subs: Set, retries, retryTimer}
   #subs = new Set();
 
   #requests = new Map(); // ref -> {frame, kind, resolve, reject, timer, sent}
@@ -354,7 +363,7 @@ export class MqttBridge {
     this.#subs.add(sub);
     let entry = this.#filters.get(filter);
     if (!entry) {
-      entry = { qos, snapshot: false, confirmed: false, subs: new Set() };
+      entry = { qos, snapshot: false, confirmed: false, subs: new Set(), retries: 0, retryTimer: null };
       this.#filters.set(filter, entry);
     }
     entry.subs.add(sub);
@@ -553,12 +562,19 @@ export class MqttBridge {
       this.#setState("closed", { code, reason, wasClean, final: true });
       return;
     }
-    const { min, max } = this.#opts.reconnect;
-    const base = Math.min(max, min * 2 ** Math.min(this.#attempt, 30));
-    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+    const delay = this.#backoff(this.#attempt);
     this.#attempt++;
     this.#reconnectTimer = setTimeout(() => this.#connect(), delay);
     this.#setState("closed", { code, reason, wasClean, reconnectIn: delay, final: false });
+  }
+
+  // The delay before retry number attempt (from 0): doubling from the
+  // reconnect option's min to its max (the defaults when reconnect is
+  // off), the upper half of it at random.
+  #backoff(attempt) {
+    const { min, max } = this.#opts.reconnect || DEFAULTS.reconnect;
+    const base = Math.min(max, min * 2 ** Math.min(attempt, 30));
+    return Math.round(base / 2 + (Math.random() * base) / 2);
   }
 
   #reconnectNow() {
@@ -573,6 +589,10 @@ export class MqttBridge {
     clearTimeout(this.#ackTimer);
     clearTimeout(this.#catchUpTimer);
     this.#reconnectTimer = this.#welcomeTimer = this.#pingTimer = this.#ackTimer = this.#catchUpTimer = null;
+    for (const entry of this.#filters.values()) {
+      clearTimeout(entry.retryTimer);
+      entry.retryTimer = null;
+    }
   }
 
   // ----------------------------------------------------------- frames ----
@@ -660,27 +680,52 @@ export class MqttBridge {
     }
   }
 
+  // Subscribes a confirmed filter again (after a lost session, or with a
+  // snapshot after a gap). A transient failure (see PERMANENT) is reported
+  // and retried after the reconnect backoff, from the cursor of then; a
+  // permanent one ends the filter's subscriptions and is reported.
   #resubscribe(filter, entry, snapshot) {
+    clearTimeout(entry.retryTimer);
+    entry.retryTimer = null;
     const frame = { type: "subscribe", filters: [filter], qos: entry.qos };
     if (snapshot) frame.snapshot = true;
     else if (this.#cursor) frame.last_id = this.#cursor;
     else if (entry.snapshot) frame.snapshot = true;
-    this.#request(frame, "resubscribe").catch((err) => {
-      if (err.code === "closed" || this.#filters.get(filter) !== entry) return;
-      if (err.code === "timeout" || err.code === "connection_lost") {
+    this.#request(frame, "resubscribe").then(
+      (ok) => {
+        if (ok) entry.retries = 0; // null: superseded by a new session
+      },
+      (err) => {
+        if (err.code === "closed" || this.#closed || this.#filters.get(filter) !== entry) return;
+        err.filter = filter;
+        if (err.code === "connection_lost") {
+          this.#report(err);
+          return;
+        }
+        if (!PERMANENT.has(err.code)) {
+          // Not refused, only not done now (store or broker unavailable,
+          // rate limited, an internal error, no answer in time): again
+          // later, unless a new connection subscribes it first.
+          const delay = this.#backoff(entry.retries || 0);
+          entry.retries = (entry.retries || 0) + 1;
+          err.retryIn = delay;
+          entry.retryTimer = setTimeout(() => {
+            entry.retryTimer = null;
+            if (!this.#closed && this.#filters.get(filter) === entry) this.#resubscribe(filter, entry, snapshot);
+          }, delay);
+          this.#report(err);
+          return;
+        }
+        // Refused for good (permissions changed, no longer bridged): those
+        // subscriptions end.
+        this.#filters.delete(filter);
+        for (const sub of entry.subs) {
+          sub.active = false;
+          this.#subs.delete(sub);
+        }
         this.#report(err);
-        return;
-      }
-      // Refused now (permissions changed, no longer bridged): those
-      // subscriptions end.
-      this.#filters.delete(filter);
-      for (const sub of entry.subs) {
-        sub.active = false;
-        this.#subs.delete(sub);
-      }
-      err.filter = filter;
-      this.#report(err);
-    });
+      },
+    );
   }
 
   #scheduleCatchUp() {

@@ -23,7 +23,9 @@ const (
 // conn is one WebSocket connection: the reader runs in the HTTP handler's
 // goroutine; the writer runs in a goroutine of its own only while there is
 // something to write (kick), so that an idle connection has one goroutine.
-// They share the feed and the pending QoS 1 messages.
+// They share the feed and the pending QoS 1 messages. Subscribing, which
+// may wait for acks (a replay), runs beside the reader (ops), so that the
+// reader goes on reading acks.
 type conn struct {
 	s       *Server
 	ws      *websocket.Conn
@@ -44,6 +46,12 @@ type conn struct {
 	readerDone chan struct{}
 
 	pending pendingSet
+	// stalled are deliveries the writer took but holds back until acks
+	// make room under MaxPending (writer only); waitAck tells the reader
+	// that an ack should kick the writer.
+	stalled []bridge.Delivery
+	waitAck atomic.Bool
+	ops     serial // frames that keep their order (subscribe and after)
 
 	ckpt      sync.Mutex // guards ended and ckptTimer
 	ended     bool       // the connection ended and saved its session
@@ -108,15 +116,21 @@ func (c *conn) run(ctx context.Context, p connectParams) {
 
 	c.startTimers(ctx)
 	c.release()
-	c.restore(ctx, sess, p)
+	if len(sess.Subscriptions) > 0 || len(p.filters) > 0 {
+		// Before any frame of the client, but beside the reader: a replay
+		// waits for acks.
+		c.ops.do(true, func() { c.restore(ctx, sess, p) })
+	}
 	c.readLoop(ctx)
 	c.reqs.stop()
 	close(c.readerDone)
 	c.closeWith(websocket.CloseNormalClosure, "")
 	<-c.writerDone
 	c.stopTimers()
+	c.ops.close()
 	subs := c.feed.Subscriptions()
-	c.feed.Close()
+	c.feed.Close() // ends a replay that waits
+	c.ops.wait()
 	c.ckpt.Lock()
 	c.ended = true
 	if c.ckptTimer != nil {
@@ -262,16 +276,26 @@ func (c *conn) writeQueued() bool {
 			return false
 		default:
 		}
+		// While messages wait for acks, so do the answers: they keep
+		// their order.
+		blocked := c.blocked()
+		var ctrl [][]byte
 		c.wmu.Lock()
-		ctrl, cf, ping := c.ctrl, c.closeReq, c.pingDue
-		c.ctrl, c.pingDue = nil, false
+		cf, ping := c.closeReq, c.pingDue
+		if !blocked {
+			ctrl, c.ctrl = c.ctrl, nil
+		}
+		c.pingDue = false
 		c.wmu.Unlock()
 		if cf != nil {
 			c.sendClose(cf.code, cf.reason)
 			return false
 		}
 		n := c.feed.Len()
-		if n == 0 && len(ctrl) == 0 && !ping {
+		if blocked {
+			n = 0 // nothing more goes before the stalled ones
+		}
+		if n == 0 && (blocked || len(c.stalled) == 0) && len(ctrl) == 0 && !ping {
 			return true
 		}
 		c.bc.begin()
@@ -289,25 +313,57 @@ func (c *conn) writeQueued() bool {
 // deliveryBufs hold the deliveries a writer took from its feed.
 var deliveryBufs = sync.Pool{New: func() any { b := make([]bridge.Delivery, 0, 64); return &b }}
 
-// writeBatch writes n queued deliveries, then the answers and a ping, into
-// the batch. The answers follow the messages queued before them (a
-// subscribe's snapshot comes before its ok): those are among the n.
+// blocked reports whether the writer holds deliveries back until an ack
+// makes room under MaxPending; the reader kicks it after acks meanwhile.
+func (c *conn) blocked() bool {
+	if len(c.stalled) == 0 {
+		c.waitAck.Store(false)
+		return false
+	}
+	// Set before looking, so that an ack after the look sees it.
+	c.waitAck.Store(true)
+	if c.pending.len() >= c.s.cfg.MaxPending {
+		return true
+	}
+	c.waitAck.Store(false)
+	return false
+}
+
+// writeBatch writes the stalled deliveries and then n queued ones, as far
+// as MaxPending lets the ones that need an ack go, then the answers and a
+// ping, into the batch. The answers follow the messages queued before them
+// (a subscribe's snapshot comes before its ok): those are among the n, or
+// stalled.
 func (c *conn) writeBatch(n int, ctrl [][]byte, ping bool) error {
+	if err := c.writeStalled(); err != nil {
+		return err
+	}
 	buf := deliveryBufs.Get().(*[]bridge.Delivery)
 	defer deliveryBufs.Put(buf)
-	for n > 0 {
+	for n > 0 && len(c.stalled) == 0 {
 		ds := c.feed.Take((*buf)[:0], min(n, cap(*buf)))
 		if len(ds) == 0 {
 			break // the feed failed
 		}
 		n -= len(ds)
-		for _, d := range ds {
+		for i, d := range ds {
+			if d.Ack && c.pending.len() >= c.s.cfg.MaxPending {
+				c.stalled = append(c.stalled, ds[i:]...)
+				break
+			}
 			if err := c.writeDelivery(d); err != nil {
 				clear(ds)
 				return err
 			}
 		}
 		clear(ds) // the events may go
+	}
+	if len(c.stalled) > 0 && len(ctrl) > 0 {
+		// Messages before them wait for acks: the answers wait too.
+		c.wmu.Lock()
+		c.ctrl = append(ctrl, c.ctrl...)
+		c.wmu.Unlock()
+		ctrl = nil
 	}
 	for _, b := range ctrl {
 		if err := c.write(b); err != nil {
@@ -317,6 +373,23 @@ func (c *conn) writeBatch(n int, ctrl [][]byte, ping bool) error {
 	if ping {
 		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout))
 	}
+	return nil
+}
+
+// writeStalled writes the stalled deliveries while MaxPending lets them go.
+func (c *conn) writeStalled() error {
+	for len(c.stalled) > 0 {
+		d := c.stalled[0]
+		if d.Ack && c.pending.len() >= c.s.cfg.MaxPending {
+			return nil
+		}
+		c.stalled[0] = bridge.Delivery{}
+		c.stalled = c.stalled[1:]
+		if err := c.writeDelivery(d); err != nil {
+			return err
+		}
+	}
+	c.stalled = nil
 	return nil
 }
 
@@ -377,8 +450,15 @@ func (c *conn) stopTimers() {
 	stop()
 }
 
-// endFeed closes the connection of a failed feed, saying why.
+// endFeed closes the connection of a failed feed, saying why: a queue that
+// filled while the writer waited for acks is the client's missing acks
+// (4002), otherwise the client reads too slowly (4001).
 func (c *conn) endFeed() {
+	if bridge.ErrorCode(c.feed.Err()) == bridge.ECodeSlowConsumer && c.pending.len() >= c.s.cfg.MaxPending {
+		c.s.log.Info("closing a WebSocket client that does not acknowledge", "session", c.session)
+		c.sendClose(CloseTooManyUnack, "too many unacknowledged messages")
+		return
+	}
 	if bridge.ErrorCode(c.feed.Err()) == bridge.ECodeSlowConsumer {
 		c.s.slowClosed.Add(1)
 		c.s.cfg.Bridge.Metrics().SlowClosed("ws")
@@ -412,9 +492,7 @@ func (c *conn) writeDelivery(d bridge.Delivery) error {
 	c.feed.Took(d)
 	if d.Ack {
 		c.touch()
-		if c.pending.add(d.Event.Message) > c.s.cfg.MaxPending {
-			c.closeWith(CloseTooManyUnack, "too many unacknowledged messages")
-		}
+		c.pending.add(d.Event.Message) // the writer keeps to MaxPending (writeBatch)
 	}
 	if d.Snapshot {
 		return c.write(encodeDelivery(d))
@@ -431,31 +509,68 @@ func (c *conn) readLoop(ctx context.Context) {
 		}
 		c.extendRead()
 		if typ != websocket.TextMessage {
-			c.reply(errorFrameFor("", bridge.Errorf(bridge.ECodeInvalidRequest, "frames must be text frames holding one JSON object")))
+			c.inOrder(false, func() {
+				c.reply(errorFrameFor("", bridge.Errorf(bridge.ECodeInvalidRequest, "frames must be text frames holding one JSON object")))
+			})
 			continue
 		}
 		c.handle(ctx, data)
 	}
 }
 
+// inOrder runs fn after the frames before it (see serial.do); a client
+// whose frames pile up behind a replay that waits for its acks is
+// disconnected.
+func (c *conn) inOrder(async bool, fn func()) {
+	if !c.ops.do(async, fn) {
+		c.closeWith(CloseSlowConsumer, "slow consumer: too many requests waiting")
+	}
+}
+
+// handle handles a frame: an ack at once, the others in order, a subscribe
+// beside the reader (a replay may wait for acks).
 func (c *conn) handle(ctx context.Context, data []byte) {
 	var head struct {
 		Type string          `json:"type"`
 		ID   json.RawMessage `json:"id"`
 	}
 	if err := json.Unmarshal(data, &head); err != nil {
-		c.reply(errorFrameFor("", bridge.Errorf(bridge.ECodeInvalidRequest, "malformed JSON: %v", err)))
+		c.inOrder(false, func() {
+			c.reply(errorFrameFor("", bridge.Errorf(bridge.ECodeInvalidRequest, "malformed JSON: %v", err)))
+		})
 		return
 	}
 	var ref string
 	if len(head.ID) > 0 && string(head.ID) != "null" {
 		if json.Unmarshal(head.ID, &ref) != nil || ref == "" || len(ref) > maxIDLen {
-			c.reply(errorFrameFor("", bridge.Errorf(bridge.ECodeInvalidRequest, "id must be a string of 1 to %d characters", maxIDLen)))
+			c.inOrder(false, func() {
+				c.reply(errorFrameFor("", bridge.Errorf(bridge.ECodeInvalidRequest, "id must be a string of 1 to %d characters", maxIDLen)))
+			})
 			return
 		}
 	}
+	if head.Type == "ack" {
+		// At once, even while a replay waits for it.
+		var f ackFrame
+		if err := decodeStrict(data, &f); err != nil {
+			c.reply(errorFrameFor(ref, err))
+			return
+		}
+		c.pending.ack(f.IDs)
+		if c.waitAck.Load() {
+			c.kick()
+		}
+		c.touch()
+		c.ok(ref, nil)
+		return
+	}
+	c.inOrder(head.Type == "subscribe", func() { c.handleFrame(ctx, head.Type, ref, data) })
+}
+
+// handleFrame handles any frame but an ack.
+func (c *conn) handleFrame(ctx context.Context, typ, ref string, data []byte) {
 	var err error
-	switch head.Type {
+	switch typ {
 	case "subscribe":
 		var f subscribeFrame
 		if err = decodeStrict(data, &f); err == nil {
@@ -473,13 +588,6 @@ func (c *conn) handle(ctx context.Context, data []byte) {
 		if err = decodeStrict(data, &f); err == nil {
 			err = c.handlePublish(ctx, ref, f)
 		}
-	case "ack":
-		var f ackFrame
-		if err = decodeStrict(data, &f); err == nil {
-			c.pending.ack(f.IDs)
-			c.touch()
-			c.ok(ref, nil)
-		}
 	case "request":
 		var f requestFrame
 		if err = decodeStrict(data, &f); err == nil {
@@ -493,7 +601,7 @@ func (c *conn) handle(ctx context.Context, data []byte) {
 	case "":
 		err = bridge.Errorf(bridge.ECodeInvalidRequest, "the frame has no type")
 	default:
-		err = bridge.Errorf(bridge.ECodeInvalidRequest, "unknown frame type %q (known: subscribe, unsubscribe, publish, request, ack, ping)", head.Type)
+		err = bridge.Errorf(bridge.ECodeInvalidRequest, "unknown frame type %q (known: subscribe, unsubscribe, publish, request, ack, ping)", typ)
 	}
 	if err != nil {
 		c.reply(errorFrameFor(ref, err))
@@ -571,3 +679,72 @@ func compareIDs(a, b string) int {
 	c, _ := bridge.CompareIDs(a, b)
 	return c
 }
+
+// maxWaiting bounds the frames that wait behind a subscribe under way.
+const maxWaiting = 64
+
+// serial runs a connection's frames in order, in the reader's goroutine or,
+// from a subscribe on (which may wait for acks the reader must go on
+// reading) until the queue is empty, in a goroutine of its own. The zero
+// value is ready; only the reader calls do.
+type serial struct {
+	mu      sync.Mutex
+	q       []func()
+	busy    bool // the goroutine runs
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+// do runs fn after the functions given before it: at once when none waits
+// and async is false, else in the goroutine. It reports false when too
+// many wait.
+func (s *serial) do(async bool, fn func()) bool {
+	s.mu.Lock()
+	switch {
+	case s.stopped:
+		s.mu.Unlock()
+		return true
+	case !s.busy && !async:
+		s.mu.Unlock()
+		fn()
+		return true
+	case len(s.q) >= maxWaiting:
+		s.mu.Unlock()
+		return false
+	}
+	s.q = append(s.q, fn)
+	if !s.busy {
+		s.busy = true
+		s.wg.Add(1)
+		go s.loop()
+	}
+	s.mu.Unlock()
+	return true
+}
+
+func (s *serial) loop() {
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		if len(s.q) == 0 || s.stopped {
+			s.q, s.busy = nil, false
+			s.mu.Unlock()
+			return
+		}
+		fn := s.q[0]
+		s.q[0] = nil
+		s.q = s.q[1:]
+		s.mu.Unlock()
+		fn()
+	}
+}
+
+// close drops what waits: the connection ended, nobody reads the answers.
+// The function under way goes on; wait waits for it.
+func (s *serial) close() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+}
+
+func (s *serial) wait() { s.wg.Wait() }

@@ -11,6 +11,7 @@ type conns[C comparable] struct {
 	mu      sync.Mutex
 	set     map[C]struct{}
 	closing bool
+	end     func(C) // shutdown's, once closing: ends the latecomers too
 	wg      sync.WaitGroup
 }
 
@@ -28,13 +29,20 @@ func (t *conns[C]) enter() bool {
 
 func (t *conns[C]) leave() { t.wg.Done() }
 
-// run registers c while fn runs.
+// run registers c while fn runs. A handshake admitted before Shutdown but
+// registered after it walked the open connections is ended at once, with
+// the same end, so that Shutdown does not wait out its grace period for
+// it. end must not block (it runs under the lock); fn then sees the end
+// request like any other connection.
 func (t *conns[C]) run(c C, fn func()) {
 	t.mu.Lock()
 	if t.set == nil {
 		t.set = map[C]struct{}{}
 	}
 	t.set[c] = struct{}{}
+	if t.closing {
+		t.end(c)
+	}
 	t.mu.Unlock()
 	defer func() {
 		t.mu.Lock()
@@ -44,11 +52,14 @@ func (t *conns[C]) run(c C, fn func()) {
 	fn()
 }
 
-// shutdown refuses new connections, calls end for each open one, and
-// waits for all of them to leave or ctx to be done. Safe to call twice.
+// shutdown refuses new connections, calls end for each open one and each
+// one registered from now on, and waits for all of them to leave or ctx
+// to be done. end must not block. Safe to call twice.
 func (t *conns[C]) shutdown(ctx context.Context, end func(C)) error {
 	t.mu.Lock()
-	t.closing = true
+	if !t.closing {
+		t.closing, t.end = true, end
+	}
 	for c := range t.set {
 		end(c)
 	}

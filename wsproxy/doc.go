@@ -6,7 +6,10 @@
 //     queue, and a writer goroutine only while something is queued, which
 //     writes all of it with one system call (batchconn.go); a message's
 //     text frame is built once for every connection (cached on the
-//     bridge.Event).
+//     bridge.Event). The writer keeps to MaxPending unacknowledged QoS 1
+//     messages, holding the rest back until acks come; a subscribe (whose
+//     replay may wait for them) and the frames after it run beside the
+//     reader, which goes on reading acks.
 //   - /mqtt, MQTT 3.1.1 and 5 over WebSocket proxied to the upstream broker
 //     (MQTTServer, docs/mqtt-proxy.md): one broker connection per client,
 //     packets passed as they came except CONNECT (rewritten: client id per

@@ -117,6 +117,13 @@ func (p *pendingSet) add(m bridge.Message) int {
 	return len(p.msgs)
 }
 
+// len is how many are pending.
+func (p *pendingSet) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.msgs)
+}
+
 func (p *pendingSet) ack(ids []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -23,7 +23,7 @@ import (
 // Close codes beyond RFC 6455's, documented in docs/websocket.md.
 const (
 	CloseSlowConsumer = 4001 // the outgoing queue was full
-	CloseTooManyUnack = 4002 // too many unacknowledged QoS 1 messages
+	CloseTooManyUnack = 4002 // the queue filled while MaxPending messages waited for acks
 	// CloseServiceRestart (1012) ends every connection on shutdown: the
 	// client reconnects, to another instance, and resumes.
 	CloseServiceRestart = websocket.CloseServiceRestart
@@ -49,8 +49,9 @@ type Config struct {
 	// PongTimeout closes a connection that has sent nothing (not even a
 	// pong) for this long; default 60s.
 	PongTimeout time.Duration
-	// MaxPending is the most unacknowledged QoS 1 messages per session;
-	// default 1000.
+	// MaxPending is the most unacknowledged QoS 1 messages per session:
+	// more wait in the outgoing queue for acks (and a queue that fills
+	// meanwhile closes with 4002); default 1000.
 	MaxPending int
 	// SessionTTL is how long a session outlives its connection; default 5m.
 	SessionTTL time.Duration

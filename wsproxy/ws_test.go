@@ -44,6 +44,12 @@ type wsEnv struct {
 // ingested messages reach the feeds at once.
 func newWSEnv(t *testing.T, wrap func(net.Conn) net.Conn) *wsEnv {
 	t.Helper()
+	return newWSEnvConfig(t, wrap, nil)
+}
+
+// newWSEnvConfig is newWSEnv with mod applied to the server's Config.
+func newWSEnvConfig(t *testing.T, wrap func(net.Conn) net.Conn, mod func(*Config)) *wsEnv {
+	t.Helper()
 	store, err := memory.New(memory.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +61,11 @@ func newWSEnv(t *testing.T, wrap func(net.Conn) net.Conn) *wsEnv {
 	if err := b.AddRoute(bridge.Route{Filters: []string{"t/#"}, Upstream: wsUpstream{}}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Bridge: b, Sessions: memory.NewSessions()})
+	cfg := Config{Bridge: b, Sessions: memory.NewSessions()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,5 +325,62 @@ func TestShutdownClosesWith1012(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A handshake admitted before Shutdown but registered after Shutdown
+// walked the open connections still gets 1012, and Shutdown does not wait
+// out its grace period for it. The hijack hook holds the handshake
+// between admission (enter) and registration (run) until Shutdown has
+// begun. Without the fix the connection stayed open and Shutdown ran into
+// its deadline.
+func TestShutdownEndsLateRegisteredConn(t *testing.T) {
+	hijacked, proceed := make(chan struct{}), make(chan struct{})
+	e := newWSEnv(t, func(c net.Conn) net.Conn {
+		close(hijacked)
+		<-proceed
+		return c
+	})
+	type dialed struct {
+		ws  *websocket.Conn
+		err error
+	}
+	dialDone := make(chan dialed, 1)
+	go func() {
+		ws, _, err := websocket.DefaultDialer.Dial(e.url+"?filter=t/a", nil)
+		dialDone <- dialed{ws, err}
+	}()
+	<-hijacked // admitted, not yet registered
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	shutDone := make(chan error, 1)
+	go func() { shutDone <- e.srv.Shutdown(ctx) }()
+	waitFor(t, "shutdown began", func() bool {
+		e.srv.conns.mu.Lock()
+		defer e.srv.conns.mu.Unlock()
+		return e.srv.conns.closing
+	})
+	if n := len(e.conns()); n != 0 {
+		t.Fatalf("%d connections registered before the handshake finished", n)
+	}
+	close(proceed)
+
+	d := <-dialDone
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	defer d.ws.Close()
+	for {
+		_ = d.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, _, err := d.ws.ReadMessage(); err != nil {
+			if !websocket.IsCloseError(err, CloseServiceRestart) {
+				t.Fatalf("got %v, want close 1012", err)
+			}
+			break
+		}
+	}
+	if err := <-shutDone; err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 }

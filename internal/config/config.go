@@ -80,8 +80,9 @@ type WS struct {
 	PingInterval Duration `yaml:"ping_interval"`
 	// PongTimeout closes a connection silent for this long. Default 60s.
 	PongTimeout Duration `yaml:"pong_timeout"`
-	// MaxPending is the most unacknowledged QoS 1 messages per session.
-	// Default 1000.
+	// MaxPending is the most unacknowledged QoS 1 messages per session;
+	// more wait in the outgoing queue for acks, and a queue that fills
+	// meanwhile closes with 4002. Default 1000.
 	MaxPending int `yaml:"max_pending"`
 	// SessionTTL is how long a session outlives its connection. Default 5m.
 	SessionTTL Duration `yaml:"session_ttl"`

@@ -379,6 +379,76 @@ describe("against the fake server", () => {
     assert.ok(spy.of("subscribe").at(-1).last_id);
   });
 
+  // The real server refuses a subscribe with store_unavailable,
+  // broker_unavailable, rate_limited or internal only while its store or
+  // broker fails, which it cannot be made to do on demand: the fake server
+  // refuses instead. Before, any refusal ended the subscription for good.
+  // A fake server of their own, so that refusals never reach other tests.
+  async function openOwn(t) {
+    const own = await startFakeServer();
+    t.after(() => own.close());
+    const spy = spyWebSocket();
+    const bridge = new MqttBridge(own.url, { WebSocket: spy.WebSocket, reconnect: { min: 40, max: 80 } });
+    t.after(() => bridge.close());
+    bridge.errors = [];
+    bridge.on("error", (e) => bridge.errors.push(e));
+    return { own, bridge, spy };
+  }
+
+  test("a re-subscription refused for the moment (store_unavailable, …) is tried again with backoff; the subscription stays", async (t) => {
+    const { own: fake, bridge, spy } = await openOwn(t);
+    const got = [];
+    const sub = await bridge.subscribe("transient/+", (m) => got.push(m.payload), { qos: 1 });
+    fake.inject("transient/a", "1", { qos: 1 });
+    await waitFor("first", () => got.length === 1);
+    const before = spy.of("subscribe").length;
+    const codes = ["store_unavailable", "broker_unavailable", "rate_limited", "internal"];
+    fake.refuseSubscribes(...codes);
+    fake.restart(); // the session is lost: the client subscribes again
+    await waitFor("closed", () => bridge.state === "closed");
+    fake.inject("transient/a", "2", { qos: 1 }); // while away
+    await waitFor("subscribed again after each refusal", () => spy.of("subscribe").length === before + codes.length + 1);
+    await waitFor("replayed", () => got.length === 2);
+    assert.equal(sub.active, true);
+    assert.deepEqual(bridge.subscriptions, [sub]);
+    const refused = bridge.errors.filter((e) => e.filter === "transient/+");
+    assert.deepEqual(
+      refused.map((e) => e.code),
+      codes,
+    );
+    for (const e of refused) assert.ok(e.retryIn > 0, `${e.code}: retryIn ${e.retryIn}`);
+    for (const f of spy.of("subscribe").slice(before)) {
+      assert.deepEqual([f.filters, f.qos, typeof f.last_id], [["transient/+"], 1, "string"]);
+    }
+    fake.inject("transient/b", "3", { qos: 1 });
+    await waitFor("live again", () => got.length === 3);
+    assert.deepEqual(got, ["1", "2", "3"]);
+  });
+
+  test("a re-subscription refused for good (forbidden) ends that filter's subscriptions with an error", async (t) => {
+    const { own: fake, bridge, spy } = await openOwn(t);
+    const kept = await bridge.subscribe("kept/#", () => {});
+    const gone = await bridge.subscribe("gone/#", () => {});
+    fake.refuseSubscribes(null, "forbidden");
+    fake.restart();
+    await waitFor("refused", () => bridge.errors.some((e) => e.filter === "gone/#"));
+    const err = bridge.errors.find((e) => e.filter === "gone/#");
+    assert.equal(err.code, "forbidden");
+    assert.equal(err.retryIn, undefined);
+    assert.equal(gone.active, false);
+    assert.equal(kept.active, true);
+    assert.deepEqual(bridge.subscriptions, [kept]);
+    // Not subscribed again, neither later nor on the next lost session.
+    const n = spy.of("subscribe").length;
+    fake.restart();
+    await waitFor("kept subscribed again", () => spy.of("subscribe").length > n);
+    await waitFor("open", () => bridge.state === "open");
+    assert.deepEqual(
+      spy.of("subscribe").slice(n).map((f) => f.filters[0]),
+      ["kept/#"],
+    );
+  });
+
   test("a gap is reported and current values are re-read with a snapshot", async (t) => {
     const small = await startFakeServer({ historySize: 3 });
     t.after(() => small.close());

@@ -37,6 +37,7 @@ export async function startFakeServer(opts = {}) {
   const received = []; // every frame a client sent: {conn, frame}
   const connects = []; // the URL of every connection
   let mute = false;
+  const refusals = []; // codes the next subscribe frames fail with, in order
   let sessionSeq = 0;
 
   function nextId() {
@@ -127,6 +128,8 @@ export async function startFakeServer(opts = {}) {
     if (ref !== undefined && (typeof ref !== "string" || ref === "" || ref.length > 64)) return fail("invalid_request", "bad id");
     switch (f.type) {
       case "subscribe": {
+        const code = refusals.shift();
+        if (code) return fail(code, `refused for the test (${code})`);
         if (!Array.isArray(f.filters) || f.filters.length === 0 || f.filters.length > 100) return fail("invalid_request", "filters");
         for (const flt of f.filters) if (!validFilter(flt)) return fail("invalid_topic", `invalid filter ${flt}`);
         const qos = f.qos ?? 0;
@@ -238,6 +241,12 @@ export async function startFakeServer(opts = {}) {
     /** Stop answering requests (they time out). */
     set mute(v) {
       mute = v;
+    },
+    /** Fail the next subscribe frames, one per code, with these error
+     * codes (as the real server does when its store or broker is down, or
+     * when permissions changed); a null lets that frame through. */
+    refuseSubscribes(...codes) {
+      refusals.push(...codes);
     },
     /** Resend a message (as a buggy replay would). */
     resend(msg) {
