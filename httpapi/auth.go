@@ -73,7 +73,8 @@ func (s *Server) identify(c *gin.Context) {
 	path := c.FullPath()
 	if a == nil || slices.Contains(publicPaths, path) || s.selfAuthed(path) || path == "/metrics" && s.cfg.PublicMetrics ||
 		slices.Contains(s.cfg.PublicPaths, c.Request.URL.Path) {
-		c.Set(identityKey, bridge.Identity{})
+		// Anonymous: nothing to store, identity() answers the zero
+		// Identity (and gin allocates no Keys map for this request).
 		c.Next()
 		return
 	}

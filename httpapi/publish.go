@@ -40,16 +40,28 @@ func topicParam(c *gin.Context) string {
 // checkQuery refuses query parameters the endpoint does not know, so a typo
 // is an error instead of being silently ignored.
 func checkQuery(c *gin.Context, known ...string) error {
-	for name := range c.Request.URL.Query() {
+	_, err := checkedQuery(c, known...)
+	return err
+}
+
+// checkedQuery is checkQuery that also returns the parsed query, so that
+// the handler does not parse it a second time. With no query string it
+// parses nothing and returns nil (on which Get answers "").
+func checkedQuery(c *gin.Context, known ...string) (url.Values, error) {
+	if c.Request.URL.RawQuery == "" {
+		return nil, nil
+	}
+	q := c.Request.URL.Query()
+	for name := range q {
 		ok := false
 		for _, k := range known {
 			ok = ok || name == k
 		}
 		if !ok {
-			return invalid("unknown query parameter %q (known: %s)", name, strings.Join(known, ", "))
+			return nil, invalid("unknown query parameter %q (known: %s)", name, strings.Join(known, ", "))
 		}
 	}
-	return nil
+	return q, nil
 }
 
 // readBody reads at most limit bytes of the body; more is payload_too_large.
@@ -57,7 +69,14 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 	if c.Request.ContentLength > limit {
 		return nil, bridge.Errorf(bridge.ECodePayloadTooLarge, "request body of %d bytes exceeds the limit of %d bytes", c.Request.ContentLength, limit)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	// Sized from Content-Length when there is one (plus a byte, so that
+	// reading the end needs no growth), else io.ReadAll's 512 bytes. A
+	// claimed length reserves at most 64 KiB before the bytes arrive.
+	size := 512
+	if n := c.Request.ContentLength; n >= 0 {
+		size = int(min(n, 64<<10)) + 1
+	}
+	body, err := readAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit), size)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return nil, bridge.Errorf(bridge.ECodePayloadTooLarge, "request body exceeds the limit of %d bytes", limit)
@@ -66,6 +85,24 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 		return nil, invalid("reading the request body: %v", err)
 	}
 	return body, nil
+}
+
+// readAll is io.ReadAll starting with a buffer of size bytes.
+func readAll(r io.Reader, size int) ([]byte, error) {
+	b := make([]byte, 0, size)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow
+		}
+	}
 }
 
 // publishRaw is POST /v1/topics/{topic}: the body is the payload.
@@ -80,10 +117,10 @@ func (s *Server) publishRaw(c *gin.Context) {
 
 func (s *Server) rawMessage(c *gin.Context) (bridge.Message, error) {
 	msg := bridge.Message{Topic: topicParam(c), QoS: 1}
-	if err := checkQuery(c, "qos", "retain", "expiry"); err != nil {
+	q, err := checkedQuery(c, "qos", "retain", "expiry")
+	if err != nil {
 		return msg, err
 	}
-	q := c.Request.URL.Query()
 	if v := q.Get("qos"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 8)
 		if err != nil || n > 2 {
@@ -117,6 +154,23 @@ func (s *Server) rawMessage(c *gin.Context) (bridge.Message, error) {
 	return msg, nil
 }
 
+// Canonical forms of the request header names headerProperties reads, so
+// that each lookup need not canonicalise (and allocate) the name again.
+const (
+	hdrPayloadFormatKey   = "Mqtt-Payload-Format"
+	hdrResponseTopicKey   = "Mqtt-Response-Topic"
+	hdrCorrelationDataKey = "Mqtt-Correlation-Data"
+	hdrUserPropertyKey    = "Mqtt-User-Property"
+)
+
+// hget is h.Get(key) for a key already in canonical form.
+func hget(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // headerProperties reads MQTT v5 properties from request headers.
 func headerProperties(h http.Header, p *bridge.Properties) error {
 	if ct := h.Get("Content-Type"); ct != "" {
@@ -125,7 +179,7 @@ func headerProperties(h http.Header, p *bridge.Properties) error {
 			p.ContentType = ct
 		}
 	}
-	if v := h.Get(hdrPayloadFormat); v != "" {
+	if v := hget(h, hdrPayloadFormatKey); v != "" {
 		switch v {
 		case "0", "1":
 			b := v[0] - '0'
@@ -134,21 +188,21 @@ func headerProperties(h http.Header, p *bridge.Properties) error {
 			return invalid("%s must be 0 or 1, not %q", hdrPayloadFormat, v)
 		}
 	}
-	if v := h.Get(hdrResponseTopic); v != "" {
+	if v := hget(h, hdrResponseTopicKey); v != "" {
 		rt, err := url.PathUnescape(v)
 		if err != nil {
 			return invalid("%s %q is not properly percent-encoded", hdrResponseTopic, v)
 		}
 		p.ResponseTopic = rt
 	}
-	if v := h.Get(hdrCorrelationData); v != "" {
+	if v := hget(h, hdrCorrelationDataKey); v != "" {
 		b, err := base64.StdEncoding.DecodeString(v)
 		if err != nil {
 			return invalid("%s must be base64: %v", hdrCorrelationData, err)
 		}
 		p.CorrelationData = b
 	}
-	for _, line := range h.Values(hdrUserProperty) {
+	for _, line := range h[hdrUserPropertyKey] {
 		for _, item := range strings.Split(line, ",") {
 			item = strings.TrimSpace(item)
 			k, v, ok := strings.Cut(item, "=")

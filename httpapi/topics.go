@@ -21,13 +21,14 @@ import (
 // If-None-Match, else waits up to N seconds for the next message (304 when
 // none came and If-None-Match was given, 404 when there is still no value).
 func (s *Server) getTopic(c *gin.Context) {
-	if err := checkQuery(c, "wait"); err != nil {
+	q, err := checkedQuery(c, "wait")
+	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	name, inm := topicParam(c), c.GetHeader("If-None-Match")
 	var wait time.Duration
-	if v := c.Query("wait"); v != "" {
+	if v := q.Get("wait"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || time.Duration(n)*time.Second > s.cfg.MaxWait {
 			s.fail(c, invalid("wait must be a number of seconds from 0 to %d, not %q", int(s.cfg.MaxWait/time.Second), v))
@@ -98,6 +99,25 @@ func (s *Server) getTopic(c *gin.Context) {
 	}
 }
 
+// Canonical forms of the MQTT-* header names that every message answer
+// carries, and shared values of constant headers. A shared value must
+// never be modified in place; Header.Add appends to a copy since each has
+// capacity 1.
+const (
+	hdrMessageIDKey = "Mqtt-Message-Id"
+	hdrTopicKey     = "Mqtt-Topic"
+	hdrQoSKey       = "Mqtt-Qos"
+	hdrRetainKey    = "Mqtt-Retain"
+)
+
+var (
+	hvNoCache = []string{"no-cache"}
+	hvAccept  = []string{"Accept"}
+	hvTrue    = []string{"true"}
+	hvFalse   = []string{"false"}
+	hvQoS     = [3][]string{{"0"}, {"1"}, {"2"}}
+)
+
 func etagOf(m *bridge.Message) string { return `"` + m.ID + `"` }
 
 // writeMessage answers with msg: 304 when it matches If-None-Match, else
@@ -105,10 +125,13 @@ func etagOf(m *bridge.Message) string { return `"` + m.ID + `"` }
 func (s *Server) writeMessage(c *gin.Context, msg *bridge.Message, inm string) {
 	etag := etagOf(msg)
 	h := c.Writer.Header()
-	h.Set("ETag", etag)
-	h.Set("Last-Modified", msg.ReceivedAt.UTC().Format(http.TimeFormat))
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Vary", "Accept")
+	// Keys in canonical form assigned directly (as Header.Set would store
+	// them), without canonicalising them again on every request; the
+	// constant values are shared slices, as gin does for Content-Type.
+	h["Etag"] = []string{etag}
+	h["Last-Modified"] = []string{msg.ReceivedAt.UTC().Format(http.TimeFormat)}
+	h["Cache-Control"] = hvNoCache
+	h["Vary"] = hvAccept
 	if etagMatch(inm, etag) {
 		c.Status(http.StatusNotModified)
 		return
@@ -157,10 +180,20 @@ func contentType(msg *bridge.Message) string {
 
 // writeMetaHeaders puts a message's MQTT metadata into response headers.
 func writeMetaHeaders(h http.Header, msg *bridge.Message, now time.Time) {
-	h.Set(hdrMessageID, msg.ID)
-	h.Set(hdrTopic, wire.HeaderEscape(msg.Topic))
-	h.Set(hdrQoS, strconv.Itoa(int(msg.QoS)))
-	h.Set(hdrRetain, strconv.FormatBool(msg.Retain))
+	// The four headers of every message, with keys in canonical form
+	// (Header.Set would store them so; TestCanonicalHeaderKeys checks).
+	h[hdrMessageIDKey] = []string{msg.ID}
+	h[hdrTopicKey] = []string{wire.HeaderEscape(msg.Topic)}
+	if int(msg.QoS) < len(hvQoS) {
+		h[hdrQoSKey] = hvQoS[msg.QoS]
+	} else {
+		h[hdrQoSKey] = []string{strconv.Itoa(int(msg.QoS))}
+	}
+	if msg.Retain {
+		h[hdrRetainKey] = hvTrue
+	} else {
+		h[hdrRetainKey] = hvFalse
+	}
 	p := &msg.Properties
 	if p.PayloadFormat != nil {
 		h.Set(hdrPayloadFormat, strconv.Itoa(int(*p.PayloadFormat)))

@@ -8,10 +8,19 @@ import "strings"
 // url.PathUnescape undoes it.
 func HeaderEscape(s string) string {
 	const hex = "0123456789ABCDEF"
+	i := 0
+	for i < len(s) && !headerEscaped(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return s // nothing to escape (the usual case): no copy
+	}
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
+	b.Grow(len(s) + 8)
+	b.WriteString(s[:i])
+	for ; i < len(s); i++ {
 		c := s[i]
-		if c <= ' ' || c >= 0x7F || c == '%' || c == ',' || c == '=' || c == '"' {
+		if headerEscaped(c) {
 			b.WriteByte('%')
 			b.WriteByte(hex[c>>4])
 			b.WriteByte(hex[c&15])
@@ -20,4 +29,9 @@ func HeaderEscape(s string) string {
 		b.WriteByte(c)
 	}
 	return b.String()
+}
+
+// headerEscaped reports whether HeaderEscape percent-encodes c.
+func headerEscaped(c byte) bool {
+	return c <= ' ' || c >= 0x7F || c == '%' || c == ',' || c == '=' || c == '"'
 }
