@@ -102,7 +102,8 @@ func (b *Bridge) Start(ctx context.Context) {
 					b.hub.publish(NewEvent(m))
 				}
 				if n := len(msgs); n > 0 {
-					b.tailAt.Store(&msgs[n-1].ID)
+					last := msgs[n-1].ID // a copy: a pointer into msgs would keep the whole batch alive
+					b.tailAt.Store(&last)
 					if !msgs[n-1].ReceivedAt.IsZero() {
 						b.cfg.Metrics.TailLag(time.Since(msgs[n-1].ReceivedAt))
 					}
