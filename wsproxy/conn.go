@@ -119,7 +119,7 @@ func (c *conn) run(ctx context.Context, p connectParams) {
 	if len(sess.Subscriptions) > 0 || len(p.filters) > 0 {
 		// Before any frame of the client, but beside the reader: a replay
 		// waits for acks.
-		c.ops.do(true, func() { c.restore(ctx, sess, p) })
+		c.ops.do(true, func() { c.restore(ctx, sess, p, lastID) })
 	}
 	c.readLoop(ctx)
 	c.reqs.stop()
@@ -187,7 +187,7 @@ func (c *conn) touch() {
 
 // restore re-subscribes a resumed session and the filters in the URL,
 // replaying the history after last_id.
-func (c *conn) restore(ctx context.Context, sess bridge.Session, p connectParams) {
+func (c *conn) restore(ctx context.Context, sess bridge.Session, p connectParams, welcomeLastID string) {
 	byQoS := [2][]string{}
 	for f, q := range sess.Subscriptions {
 		byQoS[q&1] = append(byQoS[q&1], f)
@@ -198,7 +198,13 @@ func (c *conn) restore(ctx context.Context, sess bridge.Session, p connectParams
 		}
 	}
 	if len(p.filters) > 0 {
-		c.subscribe(ctx, "", p.filters, bridge.SubscribeOptions{QoS: p.qos, Snapshot: p.snapshot && p.lastID == "", After: p.lastID})
+		opts := bridge.SubscribeOptions{QoS: p.qos, Snapshot: p.snapshot && p.lastID == "", After: p.lastID}
+		if !opts.Snapshot && opts.After == "" {
+			// From the welcome's last_id: the subscription goes live after
+			// the welcome, and nothing recorded in between may be missed.
+			opts.After = welcomeLastID
+		}
+		c.subscribe(ctx, "", p.filters, opts)
 	}
 }
 
