@@ -14,10 +14,25 @@ const (
 	ActionRequest   Action = "request"   // MQTT v5 request/response on a topic
 )
 
+// Identity kinds: how an identity authenticated. Names of different kinds
+// never share state (see Identity.Key).
+const (
+	KindAPIKey = "key"  // an API key; Name is the key's configured name
+	KindJWT    = "jwt"  // a JSON Web Token; Name is its name claim
+	KindCert   = "cert" // a TLS client certificate; Name is its common name
+)
+
 // Identity is who is calling. The zero Identity is the anonymous caller.
 type Identity struct {
-	// Name is the identity's name (API key name, JWT subject, ...).
+	// Name is the identity's name (API key name, JWT subject, ...); %u in
+	// rules.
 	Name string
+	// Kind is how it authenticated (KindAPIKey, KindJWT, KindCert); empty
+	// for the anonymous caller.
+	Kind string
+	// Issuer qualifies Kind where names of one kind come from several
+	// authorities (a JWT's iss); may be empty.
+	Issuer string
 	// ClientID is the client id of a connection, when there is one.
 	ClientID string
 	// Rules are the identity's topic permissions, as the authenticator
@@ -31,6 +46,23 @@ type Identity struct {
 
 // IsAnonymous reports whether id is the zero Identity's caller: no name.
 func (id Identity) IsAnonymous() bool { return id.Name == "" }
+
+// Key names the identity wherever a name keys state (broker client ids,
+// sessions, tickets, connection and rate limits): "<kind>:<name>", or
+// "<kind>@<issuer>:<name>" with an issuer, and "anonymous" for the
+// anonymous caller. Two identities of different kinds (an API key and a JWT
+// subject of the same name) never share a key. Names cannot hold '/', '+'
+// or '#'; the issuer is used as given, so callers that put a key into an
+// MQTT client id or a topic must escape it.
+func (id Identity) Key() string {
+	if id.IsAnonymous() {
+		return "anonymous"
+	}
+	if id.Issuer != "" {
+		return id.Kind + "@" + id.Issuer + ":" + id.Name
+	}
+	return id.Kind + ":" + id.Name
+}
 
 // Rules are topic permissions: MQTT filters per action, which may use %u
 // (the identity's name) and %c (its client id) as whole levels, e.g.

@@ -181,7 +181,7 @@ func (a *Authenticator) authenticate(r *http.Request, allowQuery bool) (bridge.I
 	}
 	if a.cfg.ClientCert != nil && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 {
 		cert := r.TLS.PeerCertificates[0]
-		return bridge.Identity{Name: cert.Subject.CommonName, Rules: &a.cfg.ClientCert.Rules, Expires: cert.NotAfter}, nil
+		return bridge.Identity{Name: cert.Subject.CommonName, Kind: bridge.KindCert, Rules: &a.cfg.ClientCert.Rules, Expires: cert.NotAfter}, nil
 	}
 	how := "Authorization: Bearer <token> or X-API-Key"
 	if allowQuery {
@@ -214,7 +214,7 @@ func (a *Authenticator) apiKey(key string) (bridge.Identity, error) {
 	if !ok {
 		return bridge.Identity{}, unauthorized("unknown API key")
 	}
-	return bridge.Identity{Name: k.Name, Rules: &k.Rules}, nil
+	return bridge.Identity{Name: k.Name, Kind: bridge.KindAPIKey, Rules: &k.Rules}, nil
 }
 
 // IssueTicket returns a one-time ticket that authenticates as id on

@@ -143,7 +143,7 @@ func (v *jwtVerifier) verify(tok string) (bridge.Identity, error) {
 	if _, err := v.parser.ParseWithClaims(tok, claims, v.keyFunc); err != nil {
 		return bridge.Identity{}, unauthorized("invalid token: %s", jwtReason(err))
 	}
-	id := bridge.Identity{}
+	id := bridge.Identity{Kind: bridge.KindJWT}
 	name, ok := claims[v.cfg.NameClaim].(string)
 	if !ok || name == "" {
 		return bridge.Identity{}, unauthorized("invalid token: no %q claim with the identity's name", v.cfg.NameClaim)
