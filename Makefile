@@ -2,7 +2,7 @@
 # on 127.0.0.1:1883 and the Redis on 127.0.0.1:6379 (see README.md).
 GO ?= go
 
-.PHONY: test vet web-deps fuzz build run
+.PHONY: test vet web-deps fuzz build run chaos
 
 test: vet web-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
@@ -35,3 +35,12 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzPattern -fuzztime=30s ./bridge/acl/
 	$(GO) test -run='^$$' -fuzz=FuzzToken -fuzztime=30s ./internal/auth/
 	$(GO) test -run='^$$' -fuzz=FuzzClientPackets -fuzztime=30s ./wsproxy/
+
+# The chaos run of docs/architecture.md (not part of make test): three
+# instances, private Mosquitto and Redis, random faults for CHAOS (default
+# 3m), then a history check. CHAOS_SEED repeats a run; CHAOS_REDIS_KILL=1
+# adds kill -9 of Redis.
+CHAOS ?= 3m
+chaos:
+	MQTTBRIDGE_CHAOS=$(CHAOS) MQTTBRIDGE_CHAOS_SEED=$(CHAOS_SEED) MQTTBRIDGE_CHAOS_REDIS_KILL=$(CHAOS_REDIS_KILL) \
+		$(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./cmd/mqttbridge/

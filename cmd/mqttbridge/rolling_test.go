@@ -422,8 +422,9 @@ const (
 // rollSub is one subscriber and what it received: per topic a history
 // (lost, duplicated, reordered payloads), plus the checks on ids.
 type rollSub struct {
-	name string
-	kind subKind
+	name  string
+	kind  subKind
+	chaos bool // every end is expected (the chaos run): counted, not failed
 
 	mu        sync.Mutex
 	cursor    string // the newest id received (what a client resumes from)
@@ -547,6 +548,8 @@ func (s *rollSub) run(ctx context.Context, f *fleet, rot *rotation, rs *restarts
 			var ce *websocket.CloseError
 			wait = time.Duration(125+rand.IntN(126)) * time.Millisecond
 			switch {
+			case s.chaos:
+				s.note(false, "%v", err)
 			case s.kind == subSSE && transient:
 				s.note(false, "error event")
 			case s.kind == subSSE && err == nil && restart:

@@ -90,6 +90,7 @@ func (p *Process) end(sig syscall.Signal, grace time.Duration) {
 		return
 	}
 	_ = p.cmd.Process.Signal(sig)
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // in case it was paused
 	select {
 	case <-p.done:
 	case <-time.After(grace):
@@ -97,6 +98,21 @@ func (p *Process) end(sig syscall.Signal, grace time.Duration) {
 		<-p.done
 	}
 	p.cmd, p.done = nil, nil
+}
+
+// Pause freezes the process with SIGSTOP: its connections stay open and
+// nothing is answered, as with a hung server. Resume, Stop or Kill undo it.
+func (p *Process) Pause() { p.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process with SIGCONT.
+func (p *Process) Resume() { p.signal(syscall.SIGCONT) }
+
+func (p *Process) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(sig)
+	}
 }
 
 // Running reports whether the process runs.
