@@ -1,5 +1,5 @@
 // Command mqttbench is the load generator for the scenarios of
-// /work/shared/BENCHMARKS.md: P1 (HTTP publish), R1 (GET last value), F1
+// docs/benchmarks.md ("How we measure"): P1 (HTTP publish), R1 (GET last value), F1
 // (WebSocket fan-out), M1 (idle WebSocket memory) and S1 (stream store
 // throughput).
 //

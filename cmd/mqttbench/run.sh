@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the bridge and the generator into /tmp and runs the scenarios of
-# /work/shared/BENCHMARKS.md: each system under test pinned to CPU 0, the
+# docs/benchmarks.md ("How we measure"): each system under test pinned to CPU 0, the
 # generator to CPU 1, three rounds, medians and ratios.
 #
 #   cmd/mqttbench/run.sh                      # P1 and R1, tables on stdout
