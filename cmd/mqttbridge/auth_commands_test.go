@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -96,6 +99,61 @@ func TestKeyAndTokenCommands(t *testing.T) {
 	for topic, want := range map[string]int{"users/alice/x": 200, "extra/alice": 200, "extra/bob": 403} {
 		if resp, body := in.doBad(t, "POST", "/v1/topics/"+topic, []byte("v"), bearer(tok)...); resp.StatusCode != want {
 			t.Errorf("the token on %s: %d %s, want %d", topic, resp.StatusCode, body, want)
+		}
+	}
+}
+
+// `mqttbridge help` lists every command with a line each, and the entry
+// `mqttbridge key` prints is a configuration that loads, with rules that
+// allow something (an empty list would silently allow nothing).
+func TestHelpAndKeyEntry(t *testing.T) {
+	code, out, _ := run(t, nil, "help")
+	for _, cmd := range []string{"config check", "key ", "token ", "help "} {
+		if code != 0 || !strings.Contains(out, "\n  "+cmd) {
+			t.Errorf("help: exit %d, no line for %q:\n%s", code, cmd, out)
+		}
+	}
+	if out != config.Usage() {
+		t.Error("`mqttbridge help` and --help differ")
+	}
+
+	code, out, _ = run(t, nil, "key", "--name", "backend")
+	entry := out[strings.Index(out, "auth:"):]
+	if code != 0 || !strings.Contains(entry, "# ") {
+		t.Fatalf("key: exit %d, no comment in the entry:\n%s", code, out)
+	}
+	path := filepath.Join(t.TempDir(), "auth.yaml")
+	os.WriteFile(path, []byte(entry), 0o600)
+	cfg, err := config.Load([]string{"--config", path}, nil)
+	if err != nil {
+		t.Fatalf("the printed entry does not load: %v\n%s", err, entry)
+	}
+	if k := cfg.Auth.APIKeys; len(k) != 1 || len(k[0].Rules.Publish) == 0 || len(k[0].Rules.Subscribe) == 0 {
+		t.Errorf("the printed entry allows nothing: %+v", k)
+	}
+}
+
+// A port that is taken names the flag that moves it.
+func TestPortInUseNamesTheFlag(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for flag, args := range map[string][]string{
+		"--http-addr":          {"--http-addr", ln.Addr().String(), "--embedded-mqtt-addr", "127.0.0.1:0"},
+		"--embedded-mqtt-addr": {"--http-addr", "127.0.0.1:0", "--embedded-mqtt-addr", ln.Addr().String()},
+	} {
+		cfg, err := config.Load(args, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := NewMain(cfg)
+		m.Logger = slog.New(slog.DiscardHandler)
+		err = m.Run(context.Background())
+		_ = m.Close(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), flag) {
+			t.Errorf("%s taken: %v, want a hint naming %s", flag, err, flag)
 		}
 	}
 }

@@ -18,14 +18,17 @@ import (
 	"github.com/mqttbridge/mqttbridge/internal/config"
 )
 
-// subcommand runs `mqttbridge config check`, `mqttbridge key` and
-// `mqttbridge token`. ok is false when args name none of them (then the
-// server runs); code is the exit code.
+// subcommand runs `mqttbridge config check`, `mqttbridge key`,
+// `mqttbridge token` and `mqttbridge help`. ok is false when args name none
+// of them (then the server runs); code is the exit code.
 func subcommand(args []string, stdout, stderr io.Writer, getenv func(string) string) (code int, ok bool) {
 	if len(args) == 0 {
 		return 0, false
 	}
 	switch {
+	case args[0] == "help":
+		fmt.Fprint(stdout, config.Usage())
+		return 0, true
 	case len(args) >= 2 && args[0] == "config" && args[1] == "check":
 		return configCheck(args[2:], stdout, stderr, getenv), true
 	case args[0] == "key":
@@ -72,8 +75,19 @@ func keyCommand(args []string, stdout, stderr io.Writer) int {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	key := "mbk_" + base64.RawURLEncoding.EncodeToString(b[:])
-	fmt.Fprintf(stdout, "key: %s\n\nauth:\n  api_keys:\n    - name: %s\n      sha256: %s\n      rules:\n        publish: []\n        subscribe: []\n",
-		key, *name, auth.HashKey(key))
+	fmt.Fprintf(stdout, `key: %s
+
+auth:
+  api_keys:
+    - name: %s
+      sha256: %s
+      # The key may do nothing until rules allow it: MQTT filters per
+      # action, %%u is the name above (see docs/security.md). For example:
+      rules:
+        publish: ["devices/%%u/#"]
+        subscribe: ["devices/#"]
+        # request: ["devices/+/cmd"]
+`, key, *name, auth.HashKey(key))
 	return 0
 }
 

@@ -41,8 +41,8 @@ func main() {
 	m := NewMain(cfg)
 	m.Stdout = os.Stdout
 	if err := m.Run(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "mqttbridge: %v\n", err)
 		_ = m.Close(context.Background())
+		fmt.Fprintf(os.Stderr, "mqttbridge: %v\n", err) // the last line printed
 		os.Exit(1)
 	}
 	hup := make(chan os.Signal, 1)

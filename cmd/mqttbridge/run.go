@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -86,7 +87,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.UsesEmbedded() {
 		eb, err := embedded.Start(embedded.Config{Addr: cfg.Embedded.Addr, Logger: log.With("component", "embedded-mqtt")})
 		if err != nil {
-			return fmt.Errorf("embedded MQTT broker: %w", err)
+			return fmt.Errorf("%w%s", err, portHint(err, "--embedded-mqtt-addr"))
 		}
 		m.Embedded = eb
 		brokers = []config.Broker{{Name: "embedded", URL: eb.URL(), Topics: cfg.MQTT.Topics}}
@@ -195,7 +196,7 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
-		return fmt.Errorf("http: %w", err)
+		return fmt.Errorf("http: %w%s", err, portHint(err, "--http-addr"))
 	}
 	m.ln, m.HTTPAddr = ln, ln.Addr()
 	m.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -256,7 +257,7 @@ func (m *Main) brokerConfig(br config.Broker) mqtt.Config {
 		PublishTimeout: time.Duration(cfg.PublishTimeout),
 		ReconnectMin:   time.Duration(cfg.ReconnectMin),
 		ReconnectMax:   time.Duration(cfg.ReconnectMax),
-		Logger:         m.Logger.With("broker", br.Name),
+		Logger:         m.Logger, // the adapter adds broker=<name>
 		// Replies (of every instance) are never ingested.
 		IgnorePrefix: m.Config.Request.ReplyPrefix,
 	}
@@ -440,6 +441,14 @@ func newLogger(cfg config.Config) *slog.Logger {
 }
 
 // displayAddr turns ":8080" or "[::]:8080" into something a browser opens.
+// portHint is what to do when a listen error says the port is taken.
+func portHint(err error, flag string) string {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return ""
+	}
+	return fmt.Sprintf(" (another process listens there: stop it, or choose another address with %s)", flag)
+}
+
 func displayAddr(a net.Addr) string {
 	tcp, ok := a.(*net.TCPAddr)
 	if !ok || tcp.IP.IsUnspecified() {

@@ -176,7 +176,7 @@ func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 func authSummary(a config.Auth) string {
 	var parts []string
 	if n := len(a.APIKeys); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d API keys", n))
+		parts = append(parts, map[bool]string{true: "1 API key", false: fmt.Sprintf("%d API keys", n)}[n == 1])
 	}
 	if len(a.JWT.Algorithms) > 0 {
 		parts = append(parts, "JWT "+strings.Join(a.JWT.Algorithms, ","))

@@ -131,10 +131,18 @@ func splitTopics(v string) []string {
 func Usage() string {
 	var b strings.Builder
 	b.WriteString(`Usage: mqttbridge [flags]
+       mqttbridge COMMAND [flags]
 
 mqttbridge bridges MQTT brokers to HTTP, Server-Sent Events and WebSocket.
 With no configuration at all it runs an embedded MQTT broker and an
 in-memory store.
+
+Commands (each takes -h):
+  config check  load the configuration as the server would, print it with
+                secrets redacted, exit 2 when it is invalid
+  key           print a new random API key and its auth.api_keys entry
+  token         print an HS256 JWT signed with the configured secret
+  help          print this help
 
 Settings come from, highest precedence first: flags, MQTTBRIDGE_*
 environment variables, the YAML file, defaults. An empty environment

@@ -288,7 +288,7 @@ func checkBrokerURL(p *problems, prefix, raw string, t TLS) {
 		useTLS = true
 	default:
 		if u.Opaque != "" || scheme == "" {
-			p.add(key, "%q is not a URL with a host; want e.g. mqtt://broker:1883", redactURL(raw))
+			p.add(key, "%q is not a URL with a host; want mqtt://host:port (or mqtts://, ws://host/path, wss://host/path)", redactURL(raw))
 		} else {
 			p.add(key, "unsupported scheme %q (want mqtt, mqtts, ws or wss)", u.Scheme)
 		}
