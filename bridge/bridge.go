@@ -316,7 +316,8 @@ func (b *Bridge) bridgedFilters() []string {
 func (b *Bridge) LastID(ctx context.Context) (string, error) { return b.cfg.Store.LastID(ctx) }
 
 // Problems lists why the bridge is not ready: a broker not connected or
-// not subscribed, or a store that does not answer. Empty means ready.
+// not subscribed, a store that does not answer, or (shared store) a
+// history tail not started yet. Empty means ready.
 func (b *Bridge) Problems(ctx context.Context) []string {
 	var out []string
 	if b.IsDraining() {
@@ -331,6 +332,8 @@ func (b *Bridge) Problems(ctx context.Context) []string {
 	}
 	if _, err := timeStore(b, "ping", func() (struct{}, error) { return struct{}{}, b.cfg.Store.Ping(ctx) }); err != nil {
 		out = append(out, "store: "+err.Error())
+	} else if b.tailDown() != nil {
+		out = append(out, "store: the history tail has not started yet")
 	}
 	return out
 }

@@ -204,6 +204,9 @@ func (f *Feed) Subscribe(ctx context.Context, filters []string, opts SubscribeOp
 			return err
 		}
 	}
+	if err := f.b.tailDown(); err != nil {
+		return err // no live message would come
+	}
 	hold := opts.After != "" || opts.Snapshot
 	var added []string
 	f.mu.Lock()

@@ -87,28 +87,10 @@ func (b *Bridge) Start(ctx context.Context) {
 		}
 	}
 	if t, ok := b.cfg.Store.(Tailer); ok {
-		after, err := b.cfg.Store.LastID(ctx)
-		for err != nil && ctx.Err() == nil {
-			b.log.Warn("reading the newest message id failed; retrying", "err", err)
-			time.Sleep(time.Second)
-			after, err = b.cfg.Store.LastID(ctx)
-		}
-		b.tailAt.Store(&after)
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			_ = t.Tail(ctx, after, func(msgs []Message) {
-				for _, m := range msgs {
-					b.hub.publish(NewEvent(m))
-				}
-				if n := len(msgs); n > 0 {
-					last := msgs[n-1].ID // a copy: a pointer into msgs would keep the whole batch alive
-					b.tailAt.Store(&last)
-					if !msgs[n-1].ReceivedAt.IsZero() {
-						b.cfg.Metrics.TailLag(time.Since(msgs[n-1].ReceivedAt))
-					}
-				}
-			})
+			b.runTail(ctx, t)
 		}()
 	}
 }

@@ -70,6 +70,11 @@ func (s *Server) stream(c *gin.Context) {
 			return
 		}
 	}
+	// Refused with 503 before the stream begins while the store is down.
+	if err := s.bridge.StoreReady(c); err != nil {
+		s.fail(c, err)
+		return
+	}
 	release, err := s.bridge.Connect(id)
 	if err != nil {
 		s.fail(c, err)

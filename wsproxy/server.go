@@ -234,6 +234,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Sessions, the welcome's last_id and every subscription need the
+	// store: while it is down the client retries later.
+	if err := s.cfg.Bridge.StoreReady(r.Context()); err != nil {
+		writeErr(w, err)
+		return
+	}
 	release, err := s.cfg.Bridge.Connect(id)
 	if err != nil {
 		writeErr(w, err)
@@ -264,7 +270,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // writeErr answers a refused handshake: 401 (with WWW-Authenticate), 403,
-// 429 (with Retry-After), or 400 for anything else the client sent.
+// 429 or 503 (with Retry-After), or 400 for anything else the client sent.
 func writeErr(w http.ResponseWriter, err error) {
 	d, _ := wire.Detail(err)
 	status := http.StatusBadRequest
@@ -281,6 +287,9 @@ func writeErr(w http.ResponseWriter, err error) {
 			secs = int((e.RetryAfter + time.Second - 1) / time.Second)
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	case bridge.ECodeStoreUnavailable:
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
 	case bridge.ECodeInternal:
 		status = http.StatusInternalServerError
 	}

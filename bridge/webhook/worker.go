@@ -87,9 +87,11 @@ func (w *worker) ensureGroup(ctx context.Context) bool {
 func (w *worker) run(ctx context.Context) {
 	defer w.m.wg.Done()
 	ttl := w.cfg.ClaimIdle
+	retry := time.Second // after a failed group creation; doubles up to 10 s
 	for ctx.Err() == nil {
 		if !w.ensureGroup(ctx) {
-			sleep(ctx, time.Second)
+			sleep(ctx, retry)
+			retry = min(2*retry, 10*time.Second)
 			continue
 		}
 		token, ok, err := w.m.cfg.Leases.Acquire(ctx, w.group, ttl)

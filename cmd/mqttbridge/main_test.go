@@ -64,9 +64,17 @@ func runInstance(tb testing.TB, cfg config.Config, logger *slog.Logger) *instanc
 	tb.Helper()
 	m := NewMain(cfg)
 	m.Logger = logger
-	if err := m.Run(context.Background()); err != nil {
-		_ = m.Close(context.Background())
-		tb.Fatalf("run: %v", err)
+	// Run returns once the HTTP API listens, whatever is down.
+	ran := make(chan error, 1)
+	go func() { ran <- m.Run(context.Background()) }()
+	select {
+	case err := <-ran:
+		if err != nil {
+			_ = m.Close(context.Background())
+			tb.Fatalf("run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		tb.Fatal("run: Run did not return within 30 s")
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -322,12 +322,20 @@ func (m *Main) openStore() error {
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
+	// go-redis's own lines, in this log (one per process: the latest
+	// instance's), until the client is closed.
+	unsetLog := redisstore.SetLogger(m.Logger.With("component", "redis"))
+	closeRds := func() error {
+		err := client.Close()
+		unsetLog()
+		return err
+	}
 	st, err := redisstore.New(client, redisstore.Config{KeyPrefix: cfg.KeyPrefix, HistorySize: hist.Size, HistoryAge: time.Duration(hist.Age)})
 	if err != nil {
-		_ = client.Close()
+		_ = closeRds()
 		return fmt.Errorf("redis: %w", err)
 	}
-	m.store, m.sessions, m.closeRds = st, st.Sessions(), client.Close
+	m.store, m.sessions, m.closeRds = st, st.Sessions(), closeRds
 	return nil
 }
 
