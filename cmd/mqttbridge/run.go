@@ -210,6 +210,7 @@ func (m *Main) Run(ctx context.Context) error {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
+	m.Webhooks.Start(ctx)
 
 	m.banner(brokers)
 	return nil

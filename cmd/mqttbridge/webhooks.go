@@ -10,7 +10,8 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge/webhook"
 )
 
-// startWebhooks builds and starts the webhooks of the configuration, on
+// startWebhooks builds the webhooks of the configuration (Run starts them
+// once HTTP listens), on
 // the store's consumer groups and leases; Close stops them.
 func (m *Main) startWebhooks(ctx context.Context) error {
 	var groups bridge.Groups
@@ -36,7 +37,6 @@ func (m *Main) startWebhooks(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("webhooks: %w", err)
 	}
-	mgr.Start(ctx)
-	m.Webhooks = mgr
+	m.Webhooks = mgr // started once HTTP listens: its first try may wait for a Redis that is down
 	return nil
 }
