@@ -10,9 +10,9 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge/webhook"
 )
 
-// startWebhooks builds the webhooks of the configuration (Run starts them
-// once HTTP listens), on
-// the store's consumer groups and leases; Close stops them.
+// startWebhooks builds the webhooks of the configuration on the store's
+// consumer groups and leases; Run starts them once HTTP listens, Close
+// stops them.
 func (m *Main) startWebhooks(ctx context.Context) error {
 	var groups bridge.Groups
 	switch st := m.store.(type) {
