@@ -60,13 +60,22 @@ func (s *Server) getTopic(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	msg, err := s.bridge.Last(c, identity(c), name)
-	switch {
-	case err == nil && !etagMatch(inm, etagOf(&msg)):
-		s.writeMessage(c, &msg, inm)
-		return
-	case err != nil && bridge.ErrorCode(err) != bridge.ECodeNotFound:
-		s.fail(c, err)
+	var msg bridge.Message
+	// current reads the value and answers when it differs from
+	// If-None-Match; false when the wait goes on.
+	current := func() bool {
+		msg, err = s.bridge.Last(c, identity(c), name)
+		switch {
+		case err == nil && !etagMatch(inm, etagOf(&msg)):
+			s.writeMessage(c, &msg, inm)
+			return true
+		case err != nil && bridge.ErrorCode(err) != bridge.ECodeNotFound:
+			s.fail(c, err)
+			return true
+		}
+		return false
+	}
+	if current() {
 		return
 	}
 	timer := time.NewTimer(wait)
@@ -75,6 +84,13 @@ func (s *Server) getTopic(c *gin.Context) {
 		select {
 		case d := <-feed.C():
 			feed.Took(d)
+			if d.Gap != nil {
+				// The message may be among those lost: read the value.
+				if current() {
+					return
+				}
+				continue
+			}
 			m := d.Event.Message
 			if m.IsDelete() {
 				s.fail(c, bridge.ErrNotFound)

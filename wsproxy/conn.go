@@ -500,7 +500,7 @@ func (c *conn) writeDelivery(d bridge.Delivery) error {
 		c.touch()
 		c.pending.add(d.Event.Message) // the writer keeps to MaxPending (writeBatch)
 	}
-	if d.Snapshot {
+	if d.Snapshot || d.Gap != nil {
 		return c.write(encodeDelivery(d))
 	}
 	frame := d.Event.Encoded(frameKey{d.Ack}, func(*bridge.Message) any { return textFrame(encodeDelivery(d)) })

@@ -221,7 +221,7 @@ func testFleet(t *testing.T, newStore func(t *testing.T) *Store) {
 				for _, m := range msgs {
 					got <- m
 				}
-			})
+			}, func(g bridge.Gap) { t.Errorf("unexpected %+v", g) })
 		})
 		var want []string
 		for i := range 5 {
