@@ -61,6 +61,9 @@ func TestTailGapReachesFeeds(t *testing.T) {
 	}
 	b.Start(t.Context())
 	defer b.Close()
+	for b.StoreReady(t.Context()) != nil { // the tail starts in the background
+		time.Sleep(time.Millisecond)
+	}
 
 	a := b.NewFeed(bridge.Identity{}, bridge.FeedConfig{})
 	defer a.Close()
