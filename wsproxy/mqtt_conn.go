@@ -81,7 +81,8 @@ func (e refused) Error() string { return "publish refused: " + e.err.Error() }
 
 // mqttConn is one proxied connection: the client's packets are read in the
 // HTTP handler's goroutine (fromClient), the broker's in another
-// (fromBroker); both write to the client under wmu.
+// (fromBroker); both write to the client under wmu and to the broker under
+// umu.
 type mqttConn struct {
 	s   *MQTTServer
 	ws  *websocket.Conn
@@ -94,9 +95,11 @@ type mqttConn struct {
 	brokerBye   atomic.Bool // the broker sent DISCONNECT (MQTT 5)
 	clientBye   atomic.Bool // the client sent DISCONNECT
 
-	wmu sync.Mutex // one writer of the WebSocket at a time
+	wmu  sync.Mutex // one writer of the WebSocket at a time
+	torn bool       // under wmu: a message to the client ended inside a packet
 
-	upstream net.Conn // the broker connection, opened before the upgrade
+	upstream net.Conn   // the broker connection, opened before the upgrade
+	umu      sync.Mutex // one writer of upstream at a time
 
 	mu      sync.Mutex
 	pending map[uint16][]byte // partly refused SUBSCRIBEs by packet id (subackPending where the broker's codes go)
@@ -170,24 +173,26 @@ func (c *mqttConn) run(ctx context.Context) {
 	<-brokerDone
 }
 
-// end closes the connection once: an MQTT 5 DISCONNECT with reason5 (unless
-// noDisconnect, or before CONNACK), the WebSocket close code and text, and
-// the broker connection.
+// end closes the connection once: the broker connection, then an MQTT 5
+// DISCONNECT with reason5 (unless noDisconnect, or before CONNACK, or after
+// a message that ended inside a packet), the WebSocket close code and text.
+// The broker connection goes first: fromBroker holds wmu while it copies a
+// packet, and a broker that stops inside one would hold it for ever.
 func (c *mqttConn) end(reason5 byte, code int, text string) {
 	c.closeOnce.Do(func() {
 		close(c.done)
+		_ = c.upstream.Close()
 		if reason5 != noDisconnect {
 			c.wmu.Lock()
 			// connected is set under wmu once CONNACK is written, after
 			// version.
-			if c.connected.Load() && c.version == mqtt5 && !c.brokerBye.Load() && !c.clientBye.Load() {
+			if c.connected.Load() && c.version == mqtt5 && !c.brokerBye.Load() && !c.clientBye.Load() && !c.torn {
 				_ = c.writeLocked(disconnectPacket(reason5, reasonString(text)))
 			}
 			c.wmu.Unlock()
 		}
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, closeText(text)), time.Now().Add(time.Second))
 		_ = c.ws.Close()
-		_ = c.upstream.Close()
 	})
 }
 
@@ -437,8 +442,11 @@ func (c *mqttConn) fromClient(ctx context.Context, in *bufio.Reader, up net.Conn
 
 // toBroker writes to the broker; a failure ends the connection.
 func (c *mqttConn) toBroker(up net.Conn, b []byte) error {
+	c.umu.Lock()
 	_ = up.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	if _, err := up.Write(b); err != nil {
+	_, err := up.Write(b)
+	c.umu.Unlock()
+	if err != nil {
 		c.end(noDisconnect, websocket.CloseGoingAway, "the broker connection was lost")
 		return err
 	}
@@ -653,6 +661,7 @@ func (c *mqttConn) stream(r *bufio.Reader, h byte, n int) error {
 	if err != nil {
 		return err
 	}
+	c.torn = true // until the message is complete
 	for total := 0; ; {
 		switch h >> 4 {
 		case packets.DISCONNECT:
@@ -669,7 +678,9 @@ func (c *mqttConn) stream(r *bufio.Reader, h byte, n int) error {
 		total += n
 		var ok bool
 		if h, n, ok = bufferedHeader(r); !ok || total+n > coalesceLimit || (h>>4 == packets.SUBACK && c.hasPending()) {
-			return w.Close()
+			err := w.Close()
+			c.torn = err != nil
+			return err
 		}
 		if _, err := r.Discard(1 + vbiLen(n)); err != nil {
 			return err
