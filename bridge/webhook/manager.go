@@ -28,7 +28,8 @@ type ManagerConfig struct {
 	Leases bridge.Leases
 	// Authorizer checks who may read and replay dead letters: the caller
 	// needs ActionSubscribe on every filter of the webhook (the dead
-	// letters hold their messages). Default: allow all.
+	// letters hold their messages), and to replay (which sends them
+	// again) ActionPublish on every filter too. Default: allow all.
 	Authorizer Authorizer
 	// Consumer is this instance's name in the consumer groups (its
 	// instance id); required with webhooks.
