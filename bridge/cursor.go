@@ -39,31 +39,32 @@ const cursorAAD = "mqttbridge list cursor v1\x00"
 type cursors struct {
 	mu      sync.Mutex
 	aead    cipher.AEAD
-	fetched time.Time // when aead's key was read from the store; zero: a local key
+	fetched time.Time // when aead's key was made or read from the store
 }
 
 // key returns the AEAD of the current key: the store's shared one when the
 // store has SharedSecrets (read again after cursorKeyTTL), else a random
-// key made once.
+// key made once. The store is asked without holding the mutex, so a slow
+// store delays only the calls that need it.
 func (c *cursors) key(ctx context.Context, store Store) (cipher.AEAD, error) {
 	ss, shared := store.(SharedSecrets)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.aead != nil && (!shared || time.Since(c.fetched) < cursorKeyTTL) {
-		return c.aead, nil
+	last, fresh := c.aead, c.aead != nil && (!shared || time.Since(c.fetched) < cursorKeyTTL)
+	c.mu.Unlock()
+	if fresh {
+		return last, nil
 	}
-	var key []byte
+	key := make([]byte, 32)
 	if shared {
 		k, err := ss.SharedSecret(ctx, "cursor")
-		if err != nil {
-			if c.aead != nil {
-				return c.aead, nil // keep the last key while the store does not answer
-			}
+		switch {
+		case err != nil && last != nil:
+			return last, nil // keep the last key while the store does not answer
+		case err != nil:
 			return nil, err
 		}
 		key = k
 	} else {
-		key = make([]byte, 32)
 		_, _ = rand.Read(key) // crypto/rand.Read never fails
 	}
 	block, err := aes.NewCipher(key)
@@ -74,10 +75,12 @@ func (c *cursors) key(ctx context.Context, store Store) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, Errorf(ECodeInternal, "the cursor key: %v", err)
 	}
-	c.aead = aead
-	if shared {
-		c.fetched = time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !shared && c.aead != nil {
+		return c.aead, nil // another call made the local key first
 	}
+	c.aead, c.fetched = aead, time.Now()
 	return aead, nil
 }
 

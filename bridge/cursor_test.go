@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
@@ -182,5 +183,32 @@ func TestReadsAreRateLimited(t *testing.T) {
 	// A refused read takes nothing.
 	if _, err := b.Last(ctx, alice, "users/bob/a"); bridge.ErrorCode(err) != bridge.ECodeForbidden || lim.reads != 4 {
 		t.Errorf("a forbidden read: %v, %d reads taken", err, lim.reads)
+	}
+}
+
+// Cursors made by concurrent first calls are all good: the bridge makes
+// one key, not one per call.
+func TestListCursorsConcurrentFirstCalls(t *testing.T) {
+	b, _ := newLimited(t, bridge.Config{})
+	for i := range 3 {
+		b.Ingest(bridge.Message{Topic: fmt.Sprintf("a/%d", i), Payload: []byte("v")})
+	}
+	ctx := context.Background()
+	cursors := make([]string, 16)
+	var wg sync.WaitGroup
+	for i := range cursors {
+		wg.Go(func() {
+			_, next, err := b.List(ctx, bridge.Identity{}, "a/+", "", 1)
+			if err != nil {
+				t.Error(err)
+			}
+			cursors[i] = next
+		})
+	}
+	wg.Wait()
+	for i, c := range cursors {
+		if msgs, _, err := b.List(ctx, bridge.Identity{}, "a/+", c, 1); err != nil || len(msgs) != 1 || msgs[0].Topic != "a/1" {
+			t.Errorf("cursor %d: %v %v", i, msgs, err)
+		}
 	}
 }
