@@ -118,8 +118,10 @@ var _ Authorizer = AllowAll{}
 
 // Limiter rate-limits what an identity does. The Bridge calls Allow for
 // every publish (REST, batch items, WebSocket frames alike) and every
-// request, after the operation's checks and before it is sent; a refusal
-// is an *Error with ECodeRateLimited and RetryAfter set.
+// request, after the operation's checks and before it is sent, and with
+// ActionSubscribe for every read (Last, each List page, each Connect)
+// after its checks and before the store is asked; a refusal is an *Error
+// with ECodeRateLimited and RetryAfter set.
 type Limiter interface {
 	Allow(id Identity, action Action) error
 }

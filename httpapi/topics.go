@@ -272,27 +272,15 @@ func (s *Server) listMessages(c *gin.Context) {
 		}
 		limit = n
 	}
-	var after string
-	if v := q.Get("cursor"); v != "" {
-		b, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil {
-			s.fail(c, invalid("cursor %q is not one this server returned", v))
-			return
-		}
-		after = string(b)
-	}
-	msgs, next, err := s.bridge.List(c, identity(c), filter, after, limit)
+	msgs, next, err := s.bridge.List(c, identity(c), filter, q.Get("cursor"), limit)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	now := time.Now()
-	out := MessageList{Messages: make([]wire.Envelope, 0, len(msgs))}
+	out := MessageList{Messages: make([]wire.Envelope, 0, len(msgs)), NextCursor: next}
 	for i := range msgs {
 		out.Messages = append(out.Messages, wire.NewEnvelope(&msgs[i], now))
-	}
-	if next != "" {
-		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(next))
 	}
 	c.JSON(http.StatusOK, out)
 }

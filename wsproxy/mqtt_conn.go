@@ -346,7 +346,7 @@ func (c *mqttConn) connect(ctx context.Context, p packet) (up net.Conn, fromUp *
 		c.id.ClientID = cid // %c in the identity's rules
 	}
 	if cp.will {
-		if err := c.checkPublish(ctx, cp.willTopic, cp.willQoS); err != nil {
+		if err := c.checkPublish(ctx, cp.willTopic, cp.willRespTo, cp.willQoS); err != nil {
 			refuse(publishReason(err), rc311NotAuth, "will message: "+errMessage(err))
 			return nil, nil, 0, false
 		}
@@ -548,7 +548,7 @@ func (c *mqttConn) publish(ctx context.Context, p packet, up net.Conn) error {
 	if err := topic.ValidateName(pub.topic); err != nil {
 		return malformed("topic name %q: %v", reasonString(pub.topic), err)
 	}
-	if err := c.checkPublish(ctx, pub.topic, pub.qos); err != nil {
+	if err := c.checkPublish(ctx, pub.topic, pub.respTo, pub.qos); err != nil {
 		c.s.cfg.Bridge.Metrics().Published(pub.qos, bridge.ErrorCode(err))
 		if c.version != mqtt5 {
 			return refused{err}
@@ -589,9 +589,11 @@ func (c *mqttConn) publish(ctx context.Context, p packet, up net.Conn) error {
 }
 
 // checkPublish checks a topic name the client publishes to (or names in its
-// will): the bridge's checks and the proxied broker's topics.
-func (c *mqttConn) checkPublish(ctx context.Context, name string, qos byte) error {
-	if err := c.s.cfg.Bridge.CheckPublish(ctx, c.id, bridge.Message{Topic: name, QoS: qos}); err != nil {
+// will), with the message's response topic (MQTT 5; "" when none): the
+// bridge's checks and the proxied broker's topics.
+func (c *mqttConn) checkPublish(ctx context.Context, name, responseTopic string, qos byte) error {
+	msg := bridge.Message{Topic: name, QoS: qos, Properties: bridge.Properties{ResponseTopic: responseTopic}}
+	if err := c.s.cfg.Bridge.CheckPublish(ctx, c.id, msg); err != nil {
 		return err
 	}
 	if !c.bridged(name) {

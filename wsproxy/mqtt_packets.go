@@ -353,6 +353,7 @@ type connectPacket struct {
 	willQoS     byte
 	willRetain  bool
 	willProps   []byte // MQTT 5, raw
+	willRespTo  string // MQTT 5: the will's Response Topic, checked like a publish's
 	willTopic   string
 	willPayload []byte
 
@@ -415,8 +416,10 @@ func parseMQTTConnect(p packet) (*connectPacket, error) {
 		if level == mqtt5 {
 			c.willProps = d.rawProperties("will properties")
 			if d.err == nil {
-				if _, err := decodeProperties(c.willProps, packets.CONNECT); err != nil {
+				if props, err := decodeProperties(c.willProps, packets.CONNECT); err != nil {
 					d.fail("will properties: %v", err)
+				} else if props != nil {
+					c.willRespTo = props.ResponseTopic
 				}
 			}
 		}
@@ -530,6 +533,7 @@ type publishPacket struct {
 	retain bool
 	id     uint16 // QoS 1 and 2
 	alias  bool   // MQTT 5: it carries a Topic Alias
+	respTo string // MQTT 5: its Response Topic
 }
 
 func parsePublish(p packet, version byte) (*publishPacket, error) {
@@ -557,6 +561,7 @@ func parsePublish(p packet, version byte) (*publishPacket, error) {
 		_, props := d.properties("PUBLISH properties", packets.PUBLISH)
 		if props != nil {
 			pub.alias = props.TopicAlias != nil
+			pub.respTo = props.ResponseTopic
 			if props.SubscriptionIdentifier != nil {
 				d.fail("a client PUBLISH must not carry a Subscription Identifier")
 			}

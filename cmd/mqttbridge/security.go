@@ -42,6 +42,7 @@ func (m *Main) buildSecurity() (*security, error) {
 		limiter: ratelimit.New(ratelimit.Config{
 			Publish: ratelimit.Rate{PerSecond: cfg.Limits.PublishRate, Burst: cfg.Limits.PublishBurst},
 			Request: ratelimit.Rate{PerSecond: cfg.Limits.RequestRate, Burst: cfg.Limits.RequestBurst},
+			Read:    ratelimit.Rate{PerSecond: cfg.Limits.ReadRate, Burst: cfg.Limits.ReadBurst},
 		}),
 		limits: bridge.Limits{
 			MaxTopicLength:         cfg.Limits.TopicLength,
