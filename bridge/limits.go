@@ -105,10 +105,13 @@ func (b *Bridge) listAllowed(ctx context.Context, id Identity, filter, after str
 // poll) of id against Limits.ConnectionsPerIdentity; call release when it
 // ends. Over the limit it returns an *Error with ECodeRateLimited.
 func (b *Bridge) Connect(id Identity) (release func(), err error) {
-	return b.conns.add(id.Name, b.cfg.Limits.ConnectionsPerIdentity)
+	if id.IsAnonymous() {
+		return func() {}, nil
+	}
+	return b.conns.add(id.Key(), b.cfg.Limits.ConnectionsPerIdentity)
 }
 
-// connCounter counts connections per identity name; the zero value works.
+// connCounter counts connections per Identity.Key; the zero value works.
 type connCounter struct {
 	mu sync.Mutex
 	n  map[string]int

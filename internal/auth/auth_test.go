@@ -427,3 +427,31 @@ func FuzzToken(f *testing.F) {
 		}
 	})
 }
+
+// Each way to authenticate gives its kind; a JWT's issuer is part of the
+// identity only when tokens of any issuer are accepted.
+func TestIdentityKinds(t *testing.T) {
+	tok := sign(t, jwt.SigningMethodHS256, hmacKey, claims(nil), nil)
+	a := newAuth(t, nil)
+	if id, err := a.Authenticate(req("Authorization", "Bearer "+tok), false); err != nil || id.Key() != "jwt:alice" {
+		t.Errorf("JWT with a configured issuer: %q, %v", id.Key(), err)
+	}
+	if id, err := a.Authenticate(req("X-API-Key", apiKey), false); err != nil || id.Key() != "key:svc" {
+		t.Errorf("API key: %q, %v", id.Key(), err)
+	}
+	anyIssuer := newAuth(t, func(c *Config) { c.JWT.Issuer = "" })
+	if id, err := anyIssuer.Authenticate(req("Authorization", "Bearer "+tok), false); err != nil || id.Key() != "jwt@https%3A%2F%2Fidp.example:alice" {
+		t.Errorf("JWT of any issuer: %q, %v", id.Key(), err)
+	}
+	noIss := sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"iss": nil}), nil)
+	if id, err := anyIssuer.Authenticate(req("Authorization", "Bearer "+noIss), false); err != nil || id.Key() != "jwt:alice" {
+		t.Errorf("JWT without iss: %q, %v", id.Key(), err)
+	}
+	c := newAuth(t, func(c *Config) { c.ClientCert = &ClientCertConfig{} })
+	cert := &x509.Certificate{Subject: pkix.Name{CommonName: "alice"}, NotAfter: t0.Add(time.Hour), SerialNumber: big.NewInt(1)}
+	r := req()
+	r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}, VerifiedChains: [][]*x509.Certificate{{cert}}}
+	if id, err := c.Authenticate(r, false); err != nil || id.Key() != "cert:alice" {
+		t.Errorf("certificate: %q, %v", id.Key(), err)
+	}
+}

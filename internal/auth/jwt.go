@@ -149,6 +149,13 @@ func (v *jwtVerifier) verify(tok string) (bridge.Identity, error) {
 		return bridge.Identity{}, unauthorized("invalid token: no %q claim with the identity's name", v.cfg.NameClaim)
 	}
 	id.Name = name
+	if v.cfg.Issuer == "" {
+		// Tokens of any issuer pass: the issuer is part of who this is
+		// (Identity.Key), so that "alice" of one issuer is not "alice" of
+		// another whose tokens the same keys verify (a multi-tenant
+		// provider). With one configured issuer every token has it.
+		id.Issuer, _ = claims.GetIssuer()
+	}
 	if v.cfg.ClientIDClaim != "" {
 		if c, ok := claims[v.cfg.ClientIDClaim]; ok {
 			s, isString := c.(string)
