@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
@@ -42,14 +44,14 @@ type JWTConfig struct {
 	// PublicKeyFiles are PEM files of public keys or certificates (RSA,
 	// ECDSA, Ed25519) for RS*, PS*, ES* and EdDSA tokens.
 	PublicKeyFiles []string
-	// JWKSURL is an identity provider's key set, fetched when first needed
-	// and again every JWKSRefresh, and when a token names an unknown key
-	// id (at most every JWKSMinRefresh).
+	// JWKSURL is an identity provider's key set, fetched by New and again
+	// every JWKSRefresh in the background (until Close), and when a token
+	// names an unknown key id (at most every JWKSMinRefresh).
 	JWKSURL string
 	// JWKSRefresh defaults to 15m; JWKSMinRefresh to 30s.
 	JWKSRefresh    time.Duration
 	JWKSMinRefresh time.Duration
-	// HTTPClient fetches the key set; default a client with a 5s timeout.
+	// HTTPClient fetches the key set; default a client with a 10s timeout.
 	HTTPClient *http.Client
 	// Issuer and Audience, when set, must be the token's iss and one of
 	// its aud.
@@ -73,7 +75,8 @@ type jwtVerifier struct {
 	cfg    JWTConfig
 	parser *jwt.Parser
 	static []crypto.PublicKey
-	jwks   *jwks
+	jwks   keyfunc.Keyfunc // nil without JWKSURL
+	stop   context.CancelFunc
 	log    *slog.Logger
 }
 
@@ -109,7 +112,7 @@ func newJWTVerifier(cfg JWTConfig, now func() time.Time, log *slog.Logger) (*jwt
 	if err := acl.ValidateRules(cfg.Rules); err != nil {
 		return nil, fmt.Errorf("auth: jwt: rules: %w", err)
 	}
-	v := &jwtVerifier{cfg: cfg, log: log}
+	v := &jwtVerifier{cfg: cfg, log: log, stop: func() {}}
 	for _, f := range cfg.PublicKeyFiles {
 		keys, err := readPublicKeys(f)
 		if err != nil {
@@ -118,7 +121,13 @@ func newJWTVerifier(cfg JWTConfig, now func() time.Time, log *slog.Logger) (*jwt
 		v.static = append(v.static, keys...)
 	}
 	if cfg.JWKSURL != "" {
-		v.jwks = newJWKS(cfg, now, log)
+		ctx, stop := context.WithCancel(context.Background())
+		jwks, err := newJWKS(ctx, cfg, log)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("auth: jwt: jwks_url: %w", err)
+		}
+		v.jwks, v.stop = jwks, stop
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(cfg.Algorithms),
@@ -259,7 +268,17 @@ func (v *jwtVerifier) keyFunc(t *jwt.Token) (any, error) {
 	kid, _ := t.Header["kid"].(string)
 	candidates := slices.Clone(v.static)
 	if v.jwks != nil {
-		candidates = append(candidates, v.jwks.keys(kid)...)
+		// The key of the token's kid, or every key when it names none; an
+		// error when the set lacks the kid even after a refresh.
+		if k, err := v.jwks.Keyfunc(t); err == nil {
+			if set, ok := k.(jwt.VerificationKeySet); ok {
+				for _, k := range set.Keys {
+					candidates = append(candidates, k)
+				}
+			} else {
+				candidates = append(candidates, k)
+			}
+		}
 	}
 	for _, k := range candidates {
 		if keyFits(alg, k) {
