@@ -149,8 +149,8 @@ func newJWTVerifier(cfg JWTConfig, now func() time.Time, log *slog.Logger) (*jwt
 // verify checks a token and builds its identity.
 func (v *jwtVerifier) verify(tok string) (bridge.Identity, error) {
 	claims := jwt.MapClaims{}
-	if _, err := v.parser.ParseWithClaims(tok, claims, v.keyFunc); err != nil {
-		return bridge.Identity{}, unauthorized("invalid token: %s", jwtReason(err))
+	if t, err := v.parser.ParseWithClaims(tok, claims, v.keyFunc); err != nil {
+		return bridge.Identity{}, unauthorized("invalid token: %s", v.reason(t, claims, err))
 	}
 	id := bridge.Identity{Kind: bridge.KindJWT}
 	name, ok := claims[v.cfg.NameClaim].(string)
@@ -212,33 +212,75 @@ func parseRulesClaim(raw any) (bridge.Rules, error) {
 	return r, nil
 }
 
-// jwtReason says why a token failed, without quoting it.
-func jwtReason(err error) string {
+// reason says why a token failed, one message for each problem, quoting
+// nothing of the token but what it says wrongly (its alg, kid, iss).
+func (v *jwtVerifier) reason(t *jwt.Token, claims jwt.MapClaims, err error) string {
+	var u *unknownKey
+	switch {
+	case t == nil || errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed: not a JSON Web Token (base64url header, claims and signature; JSON header and claims)"
+	case t.Method == nil || !slices.Contains(v.cfg.Algorithms, t.Method.Alg()):
+		alg, _ := t.Header["alg"].(string)
+		if alg == "" {
+			return "the header names no algorithm (alg)"
+		}
+		return fmt.Sprintf("the algorithm %q is not allowed (allowed: %s)", truncate(alg), strings.Join(v.cfg.Algorithms, ", "))
+	case errors.As(err, &u):
+		return u.Error()
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "bad signature"
+	case !errors.Is(err, jwt.ErrTokenInvalidClaims):
+		return "no key can verify it"
+	}
+	// The signature is good: the claims are wrong, maybe several of them.
+	var out []string
+	if errors.Is(err, jwt.ErrTokenRequiredClaimMissing) {
+		exp, expErr := claims.GetExpirationTime()
+		iss, issErr := claims.GetIssuer()
+		aud, audErr := claims.GetAudience()
+		for _, c := range []struct {
+			name    string
+			missing bool
+		}{
+			{"exp", expErr == nil && exp == nil},
+			{"iss", v.cfg.Issuer != "" && issErr == nil && iss == ""},
+			{"aud", v.cfg.Audience != "" && audErr == nil && strings.Join(aud, "") == ""},
+		} {
+			if c.missing {
+				out = append(out, "no "+c.name+" claim, which is required")
+			}
+		}
+	}
+	at := func(get func() (*jwt.NumericDate, error)) string {
+		if d, err := get(); err == nil && d != nil {
+			return d.UTC().Format(time.RFC3339)
+		}
+		return "?"
+	}
 	for _, c := range []struct {
 		err error
-		msg string
+		msg func() string
 	}{
-		{jwt.ErrTokenMalformed, "malformed"},
-		{jwt.ErrTokenSignatureInvalid, "signature invalid"},
-		{jwt.ErrTokenExpired, "token expired"},
-		{jwt.ErrTokenNotValidYet, "not valid yet"},
-		{jwt.ErrTokenUsedBeforeIssued, "issued in the future"},
-		{jwt.ErrTokenInvalidAudience, "wrong audience"},
-		{jwt.ErrTokenInvalidIssuer, "wrong issuer"},
-		{jwt.ErrTokenRequiredClaimMissing, "a required claim is missing (exp is required)"},
+		{jwt.ErrTokenInvalidIssuer, func() string {
+			iss, _ := claims.GetIssuer()
+			return fmt.Sprintf("wrong issuer: iss %q is not the configured issuer", truncate(iss))
+		}},
+		{jwt.ErrTokenInvalidAudience, func() string { return "wrong audience: aud does not name this bridge's audience" }},
+		{jwt.ErrTokenExpired, func() string { return "expired at " + at(claims.GetExpirationTime) }},
+		{jwt.ErrTokenNotValidYet, func() string { return "not valid before " + at(claims.GetNotBefore) }},
+		{jwt.ErrTokenUsedBeforeIssued, func() string { return "issued in the future, at " + at(claims.GetIssuedAt) }},
+		{jwt.ErrInvalidType, func() string {
+			return "a claim has the wrong type (exp, nbf and iat are numbers; iss a string; aud a string or a list of strings)"
+		}},
 	} {
 		if errors.Is(err, c.err) {
-			return c.msg
+			out = append(out, c.msg())
 		}
 	}
-	if errors.Is(err, jwt.ErrTokenUnverifiable) {
-		var u *unknownKey
-		if errors.As(err, &u) {
-			return u.Error()
-		}
-		return "the algorithm is not allowed or no key can verify it"
+	if len(out) == 0 {
+		return "not a valid token"
 	}
-	return "not a valid token"
+	return strings.Join(out, "; ")
 }
 
 type unknownKey struct{ kid string }
