@@ -112,10 +112,13 @@ func (b *Bridge) Connect(id Identity) (release func(), err error) {
 	if err := b.cfg.Limiter.Allow(id, ActionSubscribe); err != nil {
 		return nil, err
 	}
-	return b.conns.add(id.Name, b.cfg.Limits.ConnectionsPerIdentity)
+	if id.IsAnonymous() {
+		return func() {}, nil
+	}
+	return b.conns.add(id.Key(), b.cfg.Limits.ConnectionsPerIdentity)
 }
 
-// connCounter counts connections per identity name; the zero value works.
+// connCounter counts connections per Identity.Key; the zero value works.
 type connCounter struct {
 	mu sync.Mutex
 	n  map[string]int

@@ -351,11 +351,13 @@ func (c *mqttConn) connect(ctx context.Context, p packet) (up net.Conn, fromUp *
 			return nil, nil, 0, false
 		}
 	}
-	name := c.id.Name
-	if name == "" {
-		name = "anonymous"
+	// The identity's key, not its bare name: an API key and a JWT subject
+	// of the same name never share a broker session (bridge.Identity.Key).
+	cp.clientID = c.id.Key() + "/" + cid
+	if len(cp.clientID) > 65535 {
+		refuse(rcClientIDInvalid, rc311IDRejected, "the identity's name and the client id are too long together")
+		return nil, nil, 0, false
 	}
-	cp.clientID = name + "/" + cid
 	if !c.s.cfg.PassCredentials {
 		cp.hasUsername, cp.username = c.s.cfg.Username != "", c.s.cfg.Username
 		cp.hasPassword, cp.password = c.s.cfg.Password != "" && (cp.hasUsername || c.version == mqtt5), []byte(c.s.cfg.Password)

@@ -43,7 +43,7 @@ type Limiter struct {
 }
 
 type key struct {
-	name   string
+	id     string // Identity.Key
 	action bridge.Action
 }
 
@@ -82,7 +82,7 @@ func (l *Limiter) Allow(id bridge.Identity, action bridge.Action) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweepLocked(now)
-	k := key{id.Name, action}
+	k := key{id.Key(), action}
 	b := l.bkts[k]
 	if b == nil {
 		burst := r.Burst

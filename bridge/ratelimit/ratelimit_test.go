@@ -89,3 +89,23 @@ func TestNoLimit(t *testing.T) {
 		}
 	}
 }
+
+// An API key, a JWT subject and a certificate of the same name, and JWTs
+// of two issuers, have buckets of their own.
+func TestLimiterKinds(t *testing.T) {
+	l := New(Config{Publish: Rate{PerSecond: 1}})
+	l.now = func() time.Time { return time.Unix(1000, 0) }
+	for _, id := range []bridge.Identity{
+		{Name: "alice", Kind: bridge.KindAPIKey},
+		{Name: "alice", Kind: bridge.KindJWT},
+		{Name: "alice", Kind: bridge.KindCert},
+		{Name: "alice", Kind: bridge.KindJWT, Issuer: "https://other.example/"},
+	} {
+		if err := l.Allow(id, bridge.ActionPublish); err != nil {
+			t.Errorf("%+v's first publish: %v", id, err)
+		}
+		if err := l.Allow(id, bridge.ActionPublish); err == nil {
+			t.Errorf("%+v's second publish within a second passed", id)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/internal/config"
+	"github.com/mqttbridge/mqttbridge/internal/auth"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
@@ -267,5 +268,59 @@ func TestMQTTProxyResumedSessionNewToken(t *testing.T) {
 				break
 			}
 		})
+	}
+}
+
+// A JWT whose subject is an API key's name is another identity on the
+// broker: connecting with the key's client id gets a fresh session and
+// leaves the key's connection, session and subscriptions alone (12.2).
+func TestMQTTProxyKindsDoNotShareSessions(t *testing.T) {
+	mq := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
+	const aliceKey = "mbk_alice-0123456789"
+	in := startWith(t, func(c *config.Config) {
+		withAuth(c)
+		c.Auth.APIKeys = []config.APIKey{{Name: "alice", SHA256: auth.HashKey(aliceKey), Rules: userRules}}
+	}, "--mqtt-url", mq.URL)
+	in.waitReady(t)
+
+	// A persistent session (clean session 0) of client id dev1.
+	persistent := func(clientID string) []byte {
+		p := connect311(clientID)
+		p[9] = 0 // connect flags: no clean session
+		return p
+	}
+	key, status := in.dialMQTT(t, "X-API-Key", aliceKey)
+	if key == nil {
+		t.Fatalf("API key: handshake %d", status)
+	}
+	if ack := mqttExchange(t, key, persistent("dev1")); !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("API key: CONNACK % x", ack)
+	}
+	sub := append([]byte{0x82, 0, 0, 1, 0, 13}, "users/alice/#"...)
+	sub = append(sub, 1)
+	sub[1] = byte(len(sub) - 2)
+	if ack := mqttExchange(t, key, sub); !bytes.Equal(ack, []byte{0x90, 3, 0, 1, 1}) {
+		t.Fatalf("API key: SUBACK % x", ack)
+	}
+
+	// The JWT "alice", same client id, no clean session either: the
+	// session-present flag says it got a session of its own.
+	jwtWS, status := in.dialMQTT(t, bearer(token(t, "alice", nil))...)
+	if jwtWS == nil {
+		t.Fatalf("JWT: handshake %d", status)
+	}
+	if ack := mqttExchange(t, jwtWS, persistent("dev1")); !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("JWT: CONNACK % x, want a fresh session (20 02 00 00), not the API key's", ack)
+	}
+
+	// The API key's connection is still there and still subscribed.
+	mosquittoPub(t, mq.Port, "-t", "users/alice/news", "-m", "for the key")
+	_ = key.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, msg, err := key.ReadMessage()
+	if err != nil {
+		t.Fatalf("API key: the connection ended (taken over?): %v", err)
+	}
+	if msg[0]&0xF0 != 0x30 || !bytes.Contains(msg, []byte("users/alice/news")) || !bytes.HasSuffix(msg, []byte("for the key")) {
+		t.Fatalf("API key: got % x, want the PUBLISH of users/alice/news", msg)
 	}
 }

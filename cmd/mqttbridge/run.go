@@ -428,6 +428,9 @@ func (m *Main) Close(ctx context.Context) error {
 		if m.Embedded != nil {
 			errs = append(errs, m.Embedded.Close())
 		}
+		if m.sec != nil && m.sec.authn != nil {
+			m.sec.authn.Close() // the JWKS refresh
+		}
 		if m.store != nil {
 			errs = append(errs, m.store.Close())
 		}
