@@ -13,8 +13,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
-	"github.com/mqttbridge/mqttbridge/internal/config"
 	"github.com/mqttbridge/mqttbridge/internal/auth"
+	"github.com/mqttbridge/mqttbridge/internal/config"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
