@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -289,6 +290,67 @@ func TestJWKSRotation(t *testing.T) {
 	now = now.Add(time.Hour)
 	if err := auth(k1, "k1"); err != nil {
 		t.Fatalf("with the provider down: %v", err)
+	}
+}
+
+// A JWKS refresh that hangs does not hold back tokens whose key the
+// bridge has: the fetch runs outside the lock every token check takes.
+// Only a token with a key id the bridge lacks waits for it. Before, every
+// token check waited for the fetch (up to its 10 s timeout).
+func TestJWKSRefreshDoesNotBlock(t *testing.T) {
+	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var fetches atomic.Int32
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys := []map[string]string{jwkOf("k1", k1)}
+		if fetches.Add(1) > 1 { // the refresh hangs until released
+			close(entered)
+			<-release
+			keys = append(keys, jwkOf("k2", k2))
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": keys})
+	}))
+	defer srv.Close()
+	open := sync.OnceFunc(func() { close(release) })
+	defer open() // before srv.Close, which waits for the handler
+	now := t0
+	a := newAuth(t, func(c *Config) {
+		c.Now = func() time.Time { return now }
+		c.JWT = &JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, JWKSRefresh: time.Hour}
+	})
+	c := claims(jwt.MapClaims{"aud": nil, "iss": nil, "exp": t0.Add(24 * time.Hour).Unix()})
+	auth := func(k *ecdsa.PrivateKey, kid string) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := a.Authenticate(req("Authorization", "Bearer "+sign(t, jwt.SigningMethodES256, k, c, map[string]any{"kid": kid})), false)
+			done <- err
+		}()
+		return done
+	}
+	if err := <-auth(k1, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Hour) // the keys are due for a refresh
+	first := auth(k1, "k1")      // starts the refresh, which hangs
+	<-entered
+	select {
+	case err := <-auth(k1, "k1"):
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a token with a known key waited for the JWKS refresh")
+	}
+	waitK2 := auth(k2, "k2") // a new key: it waits for the refresh
+	open()
+	for _, ch := range []<-chan error{first, waitK2} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches, want 2", n)
 	}
 }
 

@@ -31,10 +31,11 @@ type jwks struct {
 	now        func() time.Time
 	log        *slog.Logger
 
-	mu      sync.Mutex
-	set     map[string][]crypto.PublicKey // kid → keys ("" for keys without kid)
-	fetched time.Time                     // of the last good fetch
-	tried   time.Time                     // of the last attempt
+	mu       sync.Mutex                    // never held across the fetch
+	set      map[string][]crypto.PublicKey // kid → keys ("" for keys without kid)
+	fetched  time.Time                     // of the last good fetch
+	tried    time.Time                     // of the last attempt
+	fetching chan struct{}                 // closed when the fetch under way ends; nil when none
 }
 
 func newJWKS(cfg JWTConfig, now func() time.Time, log *slog.Logger) *jwks {
@@ -51,22 +52,38 @@ func newJWKS(cfg JWTConfig, now func() time.Time, log *slog.Logger) *jwks {
 	return j
 }
 
-// keys returns the keys with id kid (every key when kid is "").
+// keys returns the keys with id kid (every key when kid is ""). One fetch
+// runs at a time, outside mu: while it runs, callers that have the key
+// they need go on with it; only those that lack it wait for the fetch.
 func (j *jwks) keys(kid string) []crypto.PublicKey {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	now := j.now()
-	stale := j.set == nil || now.Sub(j.fetched) >= j.refresh
 	_, known := j.set[kid]
-	if (stale || kid != "" && !known) && now.Sub(j.tried) >= j.minRefresh {
+	missing := j.set == nil || kid != "" && !known
+	stale := missing || now.Sub(j.fetched) >= j.refresh
+	switch {
+	case stale && j.fetching == nil && now.Sub(j.tried) >= j.minRefresh:
 		j.tried = now
+		done := make(chan struct{})
+		j.fetching = done
+		j.mu.Unlock()
 		set, err := j.fetch()
 		if err != nil {
 			j.log.Warn("fetching the JWKS failed; keeping the keys we had", "url", j.url, "err", err)
-		} else {
+		}
+		j.mu.Lock()
+		if err == nil {
 			j.set, j.fetched = set, now
 		}
+		j.fetching = nil
+		close(done)
+	case missing && j.fetching != nil:
+		wait := j.fetching
+		j.mu.Unlock()
+		<-wait
+		j.mu.Lock()
 	}
+	defer j.mu.Unlock()
 	if kid == "" {
 		var all []crypto.PublicKey
 		for _, ks := range j.set {
@@ -77,8 +94,7 @@ func (j *jwks) keys(kid string) []crypto.PublicKey {
 	return j.set[kid]
 }
 
-// fetch reads the key set; it is called with mu held, so that one fetch
-// serves every request waiting for it.
+// fetch reads the key set.
 func (j *jwks) fetch() (map[string][]crypto.PublicKey, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
