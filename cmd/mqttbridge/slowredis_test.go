@@ -64,10 +64,11 @@ func TestSlowRedisKeepsIngestConnected(t *testing.T) {
 		_, _ = testenv.RedisDo(ru.Host, 5*time.Second, "DEL", "{"+keyPrefix+"}history")
 	})
 
-	// go-redis opens a connection with a handshake of several round trips
+	// go-redis opens a connection with a handshake of three round trips
 	// under the deadline of the call that needs it: at 1.7 s a round trip
-	// no connection can open within 2 s. Concurrent reads while Redis is a
-	// little slow give the pool the connections the slow part needs.
+	// no connection can open within 2 s (docs/architecture.md, Failures).
+	// Concurrent reads while Redis is a little slow give the pool the
+	// connections the slow part needs.
 	proxy.SetDelay(300 * time.Millisecond)
 	var wg sync.WaitGroup
 	for range 12 {
