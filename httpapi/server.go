@@ -145,8 +145,12 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// ServeHTTP serves the API.
+var hvNosniff = []string{"nosniff"}
+
+// ServeHTTP serves the API. Every answer carries X-Content-Type-Options:
+// nosniff, so that browsers take each body for its declared type.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header()["X-Content-Type-Options"] = hvNosniff
 	if s.cors(w, r) {
 		return
 	}
