@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -124,6 +125,111 @@ func TestRawPayloadHeaders(t *testing.T) {
 	for _, path := range []string{"/healthz", "/v1/topics/" + prefix + "/none", "/openapi.yaml"} {
 		if resp, _ := in.doBad(t, "GET", path, nil); resp.Header.Get("X-Content-Type-Options") != "nosniff" {
 			t.Errorf("GET %s: X-Content-Type-Options %q", path, resp.Header.Get("X-Content-Type-Options"))
+		}
+	}
+}
+
+// With a credential the browser sends by itself (a client certificate), a
+// page of another site cannot publish or delete: a state-changing request
+// from a browser whose origin is neither the server's nor in
+// http.cors.allowed_origins is refused with 403 before anything reaches
+// the broker. Same-origin pages, allowed origins and clients that are not
+// browsers (no Origin, no Sec-Fetch-Site) go on working.
+func TestCrossSiteRequestForgery(t *testing.T) {
+	prefix := testenv.Prefix(t)
+	mq := testenv.MosquittoURL(t)
+	certs := testenv.NewCerts(t)
+	in, _, _ := startTLS(t, certs, func(c *config.Config) {
+		c.MQTT.URL, c.MQTT.Topics = mq, []string{prefix + "/#"}
+		c.HTTP.TLS.ClientCAFile = certs.CAFile
+		c.Auth.ClientCert.Enabled = true
+		c.Auth.ClientCert.Rules = config.Rules{Publish: []string{prefix + "/#"}}
+		c.HTTP.CORS.AllowedOrigins = []string{"https://app.example"}
+	})
+	clientCert, err := tls.LoadX509KeyPair(certs.ClientCertFile, certs.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: pool(t, certs.CAFile), Certificates: []tls.Certificate{clientCert}}}}
+	in.waitReady(t)
+	got := testenv.Subscribe(t, mq, prefix+"/#")
+
+	evil := []string{"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "no-cors", "Content-Type", "text/plain"}
+	for _, attack := range []struct {
+		name, method, path string
+		body               string
+		header             []string
+	}{
+		{"raw publish", "POST", "/v1/topics/" + prefix + "/evil/raw", "on", evil},
+		{"JSON publish as text/plain", "POST", "/v1/publish", `{"topic":"` + prefix + `/evil/json","payload":"on"}`, evil},
+		{"batch", "POST", "/v1/publish/batch", `[{"topic":"` + prefix + `/evil/batch","payload":"on"}]`, evil},
+		{"delete", "DELETE", "/v1/topics/" + prefix + "/evil/delete", "", evil[:4]},
+		{"same site, not allowed", "POST", "/v1/topics/" + prefix + "/evil/sibling", "on",
+			[]string{"Origin", "https://sibling.app.example", "Sec-Fetch-Site", "same-site", "Content-Type", "text/plain"}},
+		{"old browser", "POST", "/v1/topics/" + prefix + "/evil/old", "on", []string{"Origin", "https://evil.example", "Content-Type", "text/plain"}},
+		{"opaque origin", "POST", "/v1/topics/" + prefix + "/evil/null", "on", []string{"Origin", "null", "Content-Type", "text/plain"}},
+	} {
+		resp, body := in.doBad(t, attack.method, attack.path, []byte(attack.body), attack.header...)
+		if resp.StatusCode != 403 || errorCode(body) != "forbidden" {
+			t.Errorf("%s: %d %s, want 403 forbidden", attack.name, resp.StatusCode, body)
+		}
+	}
+
+	self := "https://" + in.HTTPAddr.String()
+	allowed := map[string][]string{
+		prefix + "/ok/same-origin": {"Origin", self, "Sec-Fetch-Site", "same-origin", "Content-Type", "text/plain"},
+		prefix + "/ok/old-same":    {"Origin", self, "Content-Type", "text/plain"},
+		prefix + "/ok/cors":        {"Origin", "https://app.example", "Sec-Fetch-Site", "cross-site", "Content-Type", "text/plain"},
+		prefix + "/ok/curl":        {"Content-Type", "text/plain"},
+	}
+	for topic, header := range allowed {
+		if resp, body := in.do(t, "POST", "/v1/topics/"+topic, []byte("on"), header...); resp.StatusCode != 200 {
+			t.Errorf("%s: %d %s, want 200", topic, resp.StatusCode, body)
+		}
+	}
+	for len(allowed) > 0 {
+		msg := testenv.NextMessage(t, got, 10*time.Second)
+		if _, ok := allowed[msg.Topic]; !ok {
+			t.Fatalf("the broker got %s", msg.Topic)
+		}
+		delete(allowed, msg.Topic)
+	}
+	select {
+	case msg := <-got:
+		t.Fatalf("the broker got %s", msg.Topic)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// With http.cors.allowed_origins "*", a page of any origin may send what a
+// browser sends only after a preflight (JSON, a bearer token), which then
+// carries no credentials of the browser's; a form-like request that needs
+// no preflight is still refused.
+func TestCrossSiteAnyOrigin(t *testing.T) {
+	in := startLogged(t, func(c *config.Config) { c.HTTP.CORS.AllowedOrigins = []string{"*"} }, nil)
+	in.waitReady(t)
+	foreign := []string{"Origin", "https://page.example", "Sec-Fetch-Site", "cross-site"}
+	for _, tc := range []struct {
+		name   string
+		method string
+		header []string
+		want   int
+	}{
+		{"text/plain", "POST", []string{"Content-Type", "text/plain"}, 403},
+		{"form", "POST", []string{"Content-Type", "application/x-www-form-urlencoded"}, 403},
+		{"no type", "POST", nil, 403},
+		{"JSON", "POST", []string{"Content-Type", "application/json"}, 200},
+		{"bearer token", "POST", []string{"Content-Type", "text/plain", "Authorization", "Bearer x"}, 200},
+		{"delete", "DELETE", nil, 200},
+	} {
+		header := append(foreign[:len(foreign):len(foreign)], tc.header...)
+		payload := []byte(`"on"`)
+		if tc.method == "DELETE" {
+			payload = nil
+		}
+		if resp, body := in.do(t, tc.method, "/v1/topics/any/x", payload, header...); resp.StatusCode != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, resp.StatusCode, body, tc.want)
 		}
 	}
 }
