@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,4 +236,125 @@ func TestCrossSiteAnyOrigin(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d", tc.name, resp.StatusCode, body, tc.want)
 		}
 	}
+}
+
+// An idle keep-alive connection is closed after http.idle_timeout, a body
+// slower than http.read_timeout is cut, headers over
+// http.max_header_bytes get 431; streams and requests that wait longer
+// than the read timeout after their body go on.
+func TestHTTPTimeouts(t *testing.T) {
+	in := startWith(t, func(c *config.Config) {
+		c.HTTP.ReadTimeout = config.Duration(time.Second)
+		c.HTTP.IdleTimeout = config.Duration(time.Second)
+		c.HTTP.MaxHeaderBytes = 4 * config.KiB
+		c.WS.PingInterval = config.Duration(time.Minute) // nothing but the test's own frames
+	}, "--embedded-mqtt-addr", "127.0.0.1:0")
+	in.waitReady(t)
+	dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := net.Dial("tcp", in.HTTPAddr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
+	}
+	// closedWithin reads until the server closes c, and fails when that
+	// takes longer than d.
+	closedWithin := func(t *testing.T, what string, c net.Conn, r *bufio.Reader, d time.Duration) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(d))
+		_, err := io.Copy(io.Discard, r)
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("%s: the server kept the connection open for %s", what, d)
+		}
+	}
+
+	t.Run("idle", func(t *testing.T) {
+		c, r := dial(t)
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("healthz: %v %v", resp, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		closedWithin(t, "an idle keep-alive connection", c, r, 8*time.Second)
+	})
+	t.Run("slow body", func(t *testing.T) {
+		c, r := dial(t)
+		fmt.Fprintf(c, "POST /v1/topics/slow/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+		_ = c.SetReadDeadline(time.Now().Add(8 * time.Second))
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("no answer to a body that stopped: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 400 {
+			t.Errorf("a body that stopped: %d %s", resp.StatusCode, body)
+		}
+		closedWithin(t, "after a body that stopped", c, r, 8*time.Second)
+	})
+	t.Run("header limit", func(t *testing.T) {
+		get := func(size int) int {
+			t.Helper()
+			req, _ := http.NewRequest("GET", in.base+"/healthz", nil)
+			req.Header.Set("X-Big", strings.Repeat("x", size))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if got := get(16 << 10); got != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("16 KiB of headers: %d, want 431", got)
+		}
+		if got := get(3 << 10); got != 200 {
+			t.Errorf("3 KiB of headers: %d, want 200", got)
+		}
+	})
+	t.Run("streams and waits outlast it", func(t *testing.T) {
+		_, events := in.openStream(t, "filter=slow/%23")
+		ws, _ := in.wsConnect(t, "filter=slow/%23")
+		poll, request := make(chan int, 1), make(chan int, 1)
+		go func() {
+			resp, err := http.Get(in.base + "/v1/topics/slow/none?wait=3")
+			if err != nil {
+				poll <- 0
+				return
+			}
+			resp.Body.Close()
+			poll <- resp.StatusCode
+		}()
+		go func() {
+			resp, err := http.Post(in.base+"/v1/request/waits/cmd?timeout=3", "text/plain", strings.NewReader("x"))
+			if err != nil {
+				request <- 0
+				return
+			}
+			resp.Body.Close()
+			request <- resp.StatusCode
+		}()
+		time.Sleep(3 * time.Second)
+		ws.send(`{"type":"publish","id":"1","topic":"slow/x","payload":"late"}`)
+		for f := ws.read(); f["type"] != "message" || f["payload"] != "late"; f = ws.read() {
+			if f["type"] == "error" {
+				t.Fatalf("WebSocket after 3 s: %v", f)
+			}
+		}
+		select {
+		case ev, ok := <-events:
+			if !ok || ev.event != "message" || !strings.Contains(ev.data, `"late"`) {
+				t.Errorf("SSE after 3 s: %v %v", ev, ok)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("SSE after 3 s: nothing")
+		}
+		if got := <-poll; got != 404 {
+			t.Errorf("a long-poll of 3 s: %d, want 404 when it ends", got)
+		}
+		if got := <-request; got != 504 {
+			t.Errorf("a request waiting 3 s for its reply: %d, want 504", got)
+		}
+	})
 }
