@@ -35,6 +35,11 @@ func TestLoadDefaults(t *testing.T) {
 			SSEHeartbeat:    Duration(15 * time.Second),
 			TLS:             ServerTLS{ClientAuth: "optional", MinVersion: "1.2"},
 			CORS:            CORS{MaxAge: Duration(10 * time.Minute)},
+
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			ReadTimeout:       Duration(30 * time.Second),
+			IdleTimeout:       Duration(30 * time.Second),
+			MaxHeaderBytes:    32 << 10,
 		},
 		MQTT: MQTT{
 			Topics:         []string{"#"},
