@@ -12,6 +12,9 @@ type Event struct {
 	// which every feed gets in place of a message: its ID is Gap.Next and
 	// it matches every filter.
 	gap *Gap
+	// at is when the hub handed it to the feeds (mono), for the feeds'
+	// MaxLag.
+	at int64
 
 	mu  sync.Mutex
 	enc []encoding

@@ -12,21 +12,31 @@ import (
 
 // FeedConfig bounds a feed's queue. Zero values get the defaults.
 type FeedConfig struct {
-	// Queue is how many deliveries may wait for the consumer; default 1024.
-	Queue int
-	// QueueBytes bounds the payload bytes waiting; default 8 MiB.
+	// QueueBytes bounds what waits for the consumer: each delivery counts
+	// its payload and DeliveryOverhead, so that the byte budget bounds
+	// small messages too; default 8 MiB. A feed whose queue would go over
+	// it fails with ErrSlowConsumer.
 	QueueBytes int
+	// QueueMessages, when above 0, also bounds how many deliveries may
+	// wait; 0 (the default): the byte budget alone.
+	QueueMessages int
+	// MaxLag, when above 0, fails the feed (ErrSlowConsumer) when a
+	// delivery arrives while the oldest one waiting has waited longer:
+	// the consumer fell too far behind in time, though within the budget.
+	MaxLag time.Duration
 	// Kind labels the feed in the metrics ("ws", "sse", "longpoll"): open
 	// feeds, deliveries and queue drops. "" counts nothing.
 	Kind string
-	// Notify, when set, replaces the channel C: the queue is a slice that
-	// grows as deliveries arrive (up to Queue) and is let go once drained,
-	// so that an idle feed holds no queue, and the consumer takes
-	// deliveries in bulk with Take. Notify is called after each delivery
-	// is queued and when the feed fails; it is called with the feed's lock
-	// held, so it must not block or call back into the feed.
+	// Notify, when set, is called after each delivery is queued and when
+	// the feed fails, with the feed's lock held: it must not block or
+	// call back into the feed. Without it, Ready is signalled instead.
 	Notify func()
 }
+
+// DeliveryOverhead is what a queued delivery counts against
+// FeedConfig.QueueBytes besides its payload: the queue slot, the event
+// and its frame.
+const DeliveryOverhead = 128
 
 // Delivery is one message for a feed's consumer, or a gap.
 type Delivery struct {
@@ -56,32 +66,48 @@ type SubscribeOptions struct {
 
 // Feed is one consumer's view of the message flow: a connection's
 // subscriptions and its bounded queue. Live messages are queued without ever
-// waiting; when the queue is full the feed fails with ErrSlowConsumer and
-// Done is closed. Snapshot and replay are queued in between without a gap
-// or a duplicate at the seam with the live flow.
+// waiting; when the queue is over its budget (or too old, MaxLag) the feed
+// fails with ErrSlowConsumer and Done is closed. Snapshot and replay are
+// queued in between without a gap or a duplicate at the seam with the live
+// flow, at the pace the consumer takes them.
 //
-// The consumer reads C, calls Took for each delivery once it is written,
-// and calls Close at the end. Subscribe and Unsubscribe must not be called
-// concurrently with each other.
+// Every consumer uses the same queue: it waits for Notify (or Ready),
+// takes deliveries in bulk with Take, calls Took for each once it is
+// written, and calls Close at the end. The queue grows as deliveries
+// arrive and is let go once drained, so that an idle feed holds none.
+// Subscribe and Unsubscribe must not be called concurrently with each
+// other.
 type Feed struct {
 	b     *Bridge
 	id    Identity
 	cfg   FeedConfig
-	seq   uint64        // orders feeds for deduplication in the hub
-	multi atomic.Bool   // the feed has more than one filter
-	out   chan Delivery // nil with Notify: q instead
+	seq   uint64      // orders feeds for deduplication in the hub
+	multi atomic.Bool // the feed has more than one filter
 	bytes atomic.Int64
 	done  chan struct{}
+	ready chan struct{} // without Notify: something was queued
+	// waiting is set while a snapshot or replay waits for the consumer to
+	// take the queue under half its budget (enqueueWait); room is closed
+	// then.
+	waiting atomic.Bool
 
-	mu      sync.Mutex
-	q       []Delivery // the queue with Notify: q[qhead:] wait
-	qhead   int
-	subs    map[string]*feedSub
-	list    []*feedSub        // subs in a slice: deliver ranges over it
-	held    []*Event          // live messages that wait for a snapshot or replay
-	snapIDs map[string]string // topic → id of the snapshot value sent
-	err     error
-	closed  bool
+	mu        sync.Mutex
+	q         []queued // q[qhead:] wait
+	qhead     int
+	room      chan struct{}
+	subs      map[string]*feedSub
+	list      []*feedSub        // subs in a slice: deliver ranges over it
+	held      []*Event          // live messages that wait for a snapshot or replay
+	heldBytes int64             // counted as the queue's
+	snapIDs   map[string]string // topic → id of the snapshot value sent
+	err       error
+	closed    bool
+}
+
+// queued is a delivery in the queue and when it arrived (mono).
+type queued struct {
+	d  Delivery
+	at int64
 }
 
 type feedSub struct {
@@ -96,9 +122,6 @@ var feedSeq atomic.Uint64
 
 // NewFeed starts a feed for identity id with no subscriptions.
 func (b *Bridge) NewFeed(id Identity, cfg FeedConfig) *Feed {
-	if cfg.Queue <= 0 {
-		cfg.Queue = 1024
-	}
 	if cfg.QueueBytes <= 0 {
 		cfg.QueueBytes = 8 << 20
 	}
@@ -112,21 +135,22 @@ func (b *Bridge) NewFeed(id Identity, cfg FeedConfig) *Feed {
 		snapIDs: map[string]string{},
 	}
 	if cfg.Notify == nil {
-		f.out = make(chan Delivery, cfg.Queue)
+		f.ready = make(chan struct{}, 1)
 	}
 	return f
 }
 
-// C delivers the feed's messages; nil for a feed with FeedConfig.Notify
-// (use Take).
-func (f *Feed) C() <-chan Delivery { return f.out }
+// Ready receives a value when deliveries were queued (or the feed failed)
+// since the last one, for a feed without FeedConfig.Notify: take them all
+// with Take before waiting again. Nil with Notify.
+func (f *Feed) Ready() <-chan struct{} { return f.ready }
 
-// keepQueue is the most queue slots a drained Notify feed keeps for the
-// next deliveries; a longer slice is let go.
+// keepQueue is the most queue slots a drained feed keeps for the next
+// deliveries; a longer slice is let go.
 const keepQueue = 64
 
 // Take appends up to max queued deliveries to dst, oldest first, and
-// returns it; for a feed with FeedConfig.Notify. A failed feed has none.
+// returns it. A failed feed has none.
 func (f *Feed) Take(dst []Delivery, max int) []Delivery {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -134,7 +158,9 @@ func (f *Feed) Take(dst []Delivery, max int) []Delivery {
 	if n <= 0 {
 		return dst
 	}
-	dst = append(dst, f.q[f.qhead:f.qhead+n]...)
+	for _, e := range f.q[f.qhead : f.qhead+n] {
+		dst = append(dst, e.d)
+	}
 	clear(f.q[f.qhead : f.qhead+n]) // the events may go
 	f.qhead += n
 	switch {
@@ -148,14 +174,14 @@ func (f *Feed) Take(dst []Delivery, max int) []Delivery {
 		clear(f.q[m:])
 		f.q, f.qhead = f.q[:m], 0
 	}
+	if f.waiting.Load() {
+		f.wakeLocked()
+	}
 	return dst
 }
 
 // Len is how many deliveries wait in the queue.
 func (f *Feed) Len() int {
-	if f.out != nil {
-		return len(f.out)
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.q) - f.qhead
@@ -176,6 +202,11 @@ func (f *Feed) Took(d Delivery) {
 	f.bytes.Add(-d.size())
 	if f.cfg.Kind != "" && d.Event != nil {
 		f.b.cfg.Metrics.Delivered(f.cfg.Kind)
+	}
+	if f.waiting.Load() {
+		f.mu.Lock()
+		f.wakeLocked()
+		f.mu.Unlock()
 	}
 }
 
@@ -321,69 +352,110 @@ func (f *Feed) deliverLocked(ev *Event) {
 	}
 	switch {
 	case live && ev.gap != nil:
-		f.enqueueLocked(Delivery{Gap: ev.gap})
+		f.enqueueLocked(Delivery{Gap: ev.gap}, ev.at)
 	case live:
-		f.enqueueLocked(Delivery{Event: ev, Ack: ack})
+		f.enqueueLocked(Delivery{Event: ev, Ack: ack}, ev.at)
 	case held:
-		if len(f.held) >= f.cfg.Queue*4 {
-			f.failLocked(ErrSlowConsumer)
-			return
-		}
-		f.held = append(f.held, ev)
-	}
-}
-
-// size is the payload bytes d holds in a queue.
-func (d *Delivery) size() int64 {
-	if d.Event == nil {
-		return 0
-	}
-	return int64(len(d.Event.Payload))
-}
-
-func (f *Feed) enqueueLocked(d Delivery) {
-	n := d.size()
-	if f.cfg.Notify != nil {
-		queued := len(f.q) - f.qhead
-		if queued >= f.cfg.Queue || f.bytes.Load()+n > int64(f.cfg.QueueBytes) && queued > 0 {
+		// They count as queued: the consumer is behind by them too.
+		n := int64(len(ev.Payload) + DeliveryOverhead)
+		if f.bytes.Load()+f.heldBytes+n > int64(f.cfg.QueueBytes) {
 			f.dropLocked()
 			return
 		}
-		f.q = append(f.q, d)
-		f.bytes.Add(n)
+		f.held = append(f.held, ev)
+		f.heldBytes += n
+	}
+}
+
+// size is what d counts against FeedConfig.QueueBytes.
+func (d *Delivery) size() int64 {
+	if d.Event == nil {
+		return DeliveryOverhead
+	}
+	return int64(len(d.Event.Payload) + DeliveryOverhead)
+}
+
+// mono is the time on the monotonic clock, for the ages of deliveries.
+func mono() int64 { return int64(time.Since(monoStart)) }
+
+var monoStart = time.Now()
+
+// enqueueLocked queues d, which arrived at (mono), or fails the feed when
+// it has no room for it or its oldest delivery waited longer than MaxLag.
+func (f *Feed) enqueueLocked(d Delivery, at int64) {
+	n := d.size()
+	waiting := len(f.q) - f.qhead
+	switch {
+	case waiting > 0 && f.bytes.Load()+n > int64(f.cfg.QueueBytes),
+		f.cfg.QueueMessages > 0 && waiting >= f.cfg.QueueMessages,
+		f.cfg.MaxLag > 0 && waiting > 0 && at-f.q[f.qhead].at > int64(f.cfg.MaxLag):
+		f.dropLocked()
+		return
+	}
+	f.q = append(f.q, queued{d, at})
+	f.bytes.Add(n)
+	f.notifyLocked()
+}
+
+func (f *Feed) notifyLocked() {
+	if f.cfg.Notify != nil {
 		f.cfg.Notify()
 		return
 	}
-	if f.bytes.Load()+n > int64(f.cfg.QueueBytes) && len(f.out) > 0 {
-		f.dropLocked()
-		return
-	}
 	select {
-	case f.out <- d:
-		f.bytes.Add(n)
+	case f.ready <- struct{}{}:
 	default:
-		f.dropLocked()
+	}
+}
+
+// fullLocked reports whether the queue is more than half its budget, so
+// that a snapshot or replay waits and live messages keep room.
+func (f *Feed) fullLocked() bool {
+	return f.bytes.Load() > int64(f.cfg.QueueBytes/2) ||
+		f.cfg.QueueMessages > 0 && len(f.q)-f.qhead > f.cfg.QueueMessages/2
+}
+
+// wakeLocked lets a waiting snapshot or replay go on once the consumer
+// took the queue under half its budget.
+func (f *Feed) wakeLocked() {
+	if f.room != nil && !f.fullLocked() {
+		close(f.room)
+		f.room = nil
+		f.waiting.Store(false)
 	}
 }
 
 // enqueueWait queues a snapshot or replay delivery, waiting while the queue
-// is more than half full so that live messages keep room.
+// is more than half full until the consumer takes (Take) or writes (Took)
+// enough.
 func (f *Feed) enqueueWait(ctx context.Context, d Delivery) error {
-	for f.Len() > f.cfg.Queue/2 {
+	f.mu.Lock()
+	for f.err == nil {
+		// Set before looking, so that a Took after the look sees it.
+		f.waiting.Store(true)
+		if !f.fullLocked() {
+			f.waiting.Store(f.room != nil)
+			break
+		}
+		if f.room == nil {
+			f.room = make(chan struct{})
+		}
+		room := f.room
+		f.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-f.done:
 			return f.Err()
-		case <-time.After(time.Millisecond):
+		case <-room:
 		}
+		f.mu.Lock()
 	}
-	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return f.err
 	}
-	f.enqueueLocked(d)
+	f.enqueueLocked(d, mono())
 	return f.err
 }
 
@@ -400,13 +472,11 @@ func (f *Feed) failLocked(err error) {
 		return
 	}
 	f.err = err
-	f.held = nil
+	f.held, f.heldBytes = nil, 0
 	clear(f.q)
 	f.q, f.qhead = nil, 0
 	close(f.done)
-	if f.cfg.Notify != nil {
-		f.cfg.Notify()
-	}
+	f.notifyLocked()
 }
 
 // replay queues the history after `after` that matches the added filters,
@@ -501,7 +571,7 @@ func (f *Feed) release(added []string, floor, since string) {
 		}
 	}
 	held := f.held
-	f.held = nil
+	f.held, f.heldBytes = nil, 0
 	for _, ev := range held {
 		f.deliverLocked(ev)
 	}

@@ -31,10 +31,10 @@ func notifyBridge(t *testing.T) *bridge.Bridge {
 func TestFeedNotifyTake(t *testing.T) {
 	b := notifyBridge(t)
 	var notified atomic.Int64
-	f := b.NewFeed(bridge.Identity{}, bridge.FeedConfig{Queue: 100, Notify: func() { notified.Add(1) }})
+	f := b.NewFeed(bridge.Identity{}, bridge.FeedConfig{Notify: func() { notified.Add(1) }})
 	defer f.Close()
-	if f.C() != nil {
-		t.Fatal("a Notify feed has a channel")
+	if f.Ready() != nil {
+		t.Fatal("a Notify feed has a Ready channel")
 	}
 	if err := f.Subscribe(context.Background(), []string{"a/#"}, bridge.SubscribeOptions{}); err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestFeedNotifyTake(t *testing.T) {
 // Taking part of the queue while more arrive keeps the order.
 func TestFeedNotifyInterleaved(t *testing.T) {
 	b := notifyBridge(t)
-	f := b.NewFeed(bridge.Identity{}, bridge.FeedConfig{Queue: 1000, Notify: func() {}})
+	f := b.NewFeed(bridge.Identity{}, bridge.FeedConfig{Notify: func() {}})
 	defer f.Close()
 	if err := f.Subscribe(context.Background(), []string{"#"}, bridge.SubscribeOptions{}); err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func TestFeedNotifyInterleaved(t *testing.T) {
 func TestFeedNotifyFull(t *testing.T) {
 	b := notifyBridge(t)
 	var notified atomic.Int64
-	f := b.NewFeed(bridge.Identity{}, bridge.FeedConfig{Queue: 3, Notify: func() { notified.Add(1) }})
+	f := b.NewFeed(bridge.Identity{}, bridge.FeedConfig{QueueMessages: 3, Notify: func() { notified.Add(1) }})
 	defer f.Close()
 	if err := f.Subscribe(context.Background(), []string{"#"}, bridge.SubscribeOptions{}); err != nil {
 		t.Fatal(err)

@@ -42,6 +42,7 @@ func (h *hub) remove(filter string, f *Feed) {
 // publishGap delivers the marker of a hole in the history tail to every
 // feed with a subscription: the lost messages' topics are unknown.
 func (h *hub) publishGap(ev *Event) {
+	ev.at = mono()
 	h.mu.RLock()
 	feeds := make([]*Feed, 0, len(h.feeds))
 	for f := range h.feeds {
@@ -56,6 +57,7 @@ func (h *hub) publishGap(ev *Event) {
 // publish delivers ev to every feed with a matching filter. It never waits
 // for a consumer: a feed whose queue is full fails on its own.
 func (h *hub) publish(ev *Event) {
+	ev.at = mono()
 	p, _ := h.pool.Get().(*[]*Feed)
 	if p == nil {
 		p = new([]*Feed)

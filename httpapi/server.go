@@ -23,8 +23,10 @@ type Config struct {
 	MaxBatch int
 	// MaxWait is the longest long-poll (?wait=) allowed; default 60s.
 	MaxWait time.Duration
-	// StreamQueue bounds each SSE stream's queue, in messages; default 1024.
-	StreamQueue int
+	// StreamQueue bounds each SSE stream's queue (QueueBytes,
+	// QueueMessages, MaxLag; the bridge's defaults for zero values); its
+	// Kind and Notify are the server's.
+	StreamQueue bridge.FeedConfig
 	// Heartbeat is the interval of SSE keep-alive comments; default 15s.
 	Heartbeat time.Duration
 	// WebSocket serves GET /v1/ws (wsproxy); nil answers 404. It
@@ -94,9 +96,6 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 60 * time.Second
-	}
-	if cfg.StreamQueue <= 0 {
-		cfg.StreamQueue = 1024
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 15 * time.Second

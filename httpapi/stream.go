@@ -84,7 +84,9 @@ func (s *Server) stream(c *gin.Context) {
 	expired, stopExpiry := expiryTimer(id)
 	defer stopExpiry()
 
-	feed := s.bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.StreamQueue, Kind: "sse"})
+	fc := s.cfg.StreamQueue
+	fc.Kind, fc.Notify = "sse", nil
+	feed := s.bridge.NewFeed(id, fc)
 	defer feed.Close()
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
@@ -110,12 +112,19 @@ func (s *Server) stream(c *gin.Context) {
 	}()
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	var batch []bridge.Delivery
 	for {
 		select {
-		case d := <-feed.C():
-			feed.Took(d)
-			if !write(sseEvent(d)) {
-				return
+		case <-feed.Ready():
+			// Everything queued, a batch at a time.
+			for batch = feed.Take(batch[:0], 64); len(batch) > 0; batch = feed.Take(batch[:0], 64) {
+				for i, d := range batch {
+					feed.Took(d)
+					batch[i] = bridge.Delivery{} // the event may go
+					if !write(sseEvent(d)) {
+						return
+					}
+				}
 			}
 		case err := <-subscribed:
 			subscribed = nil

@@ -54,7 +54,7 @@ func (s *Server) getTopic(c *gin.Context) {
 	defer release()
 	// Subscribe before reading the current value, so that nothing falls
 	// between the two.
-	feed := s.bridge.NewFeed(identity(c), bridge.FeedConfig{Queue: 16, Kind: "longpoll"})
+	feed := s.bridge.NewFeed(identity(c), bridge.FeedConfig{QueueBytes: 1 << 20, Kind: "longpoll"})
 	defer feed.Close()
 	if err := feed.Subscribe(c, []string{name}, bridge.SubscribeOptions{}); err != nil {
 		s.fail(c, err)
@@ -82,23 +82,27 @@ func (s *Server) getTopic(c *gin.Context) {
 	defer timer.Stop()
 	for {
 		select {
-		case d := <-feed.C():
-			feed.Took(d)
-			if d.Gap != nil {
-				// The message may be among those lost: read the value.
-				if current() {
-					return
+		case <-feed.Ready():
+			for ds := feed.Take(nil, 16); len(ds) > 0; ds = feed.Take(ds[:0], 16) {
+				for _, d := range ds {
+					feed.Took(d)
+					if d.Gap != nil {
+						// The message may be among those lost: read the value.
+						if current() {
+							return
+						}
+						continue
+					}
+					m := d.Event.Message
+					if m.IsDelete() {
+						s.fail(c, bridge.ErrNotFound)
+						return
+					}
+					if !etagMatch(inm, etagOf(&m)) {
+						s.writeMessage(c, &m, inm)
+						return
+					}
 				}
-				continue
-			}
-			m := d.Event.Message
-			if m.IsDelete() {
-				s.fail(c, bridge.ErrNotFound)
-				return
-			}
-			if !etagMatch(inm, etagOf(&m)) {
-				s.writeMessage(c, &m, inm)
-				return
 			}
 		case <-timer.C:
 			s.waitedOut(c, &msg, err, inm)

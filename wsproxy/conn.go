@@ -77,7 +77,7 @@ func newConn(s *Server, ws *websocket.Conn, bc *batchConn, id bridge.Identity) *
 	}
 	// run writes first, as the writer: kicks wait for its release.
 	c.wstate.Store(wRunning)
-	c.feed = s.cfg.Bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.QueueMessages, QueueBytes: s.cfg.QueueBytes, Kind: "ws", Notify: c.kick})
+	c.feed = s.cfg.Bridge.NewFeed(id, bridge.FeedConfig{QueueBytes: s.cfg.QueueBytes, QueueMessages: s.cfg.QueueMessages, MaxLag: s.cfg.MaxLag, Kind: "ws", Notify: c.kick})
 	return c
 }
 

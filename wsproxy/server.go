@@ -38,10 +38,12 @@ type Config struct {
 	// ReadLimit is the largest frame a client may send, in bytes; default
 	// 64 KiB.
 	ReadLimit int64
-	// QueueMessages and QueueBytes bound each connection's outgoing queue;
-	// defaults 1024 messages and 8 MiB.
-	QueueMessages int
+	// QueueBytes bounds each connection's outgoing queue (default 8 MiB),
+	// QueueMessages, when above 0, its messages, and MaxLag, when above 0,
+	// how long its oldest message may wait: see bridge.FeedConfig.
 	QueueBytes    int
+	QueueMessages int
+	MaxLag        time.Duration
 	// WriteTimeout bounds writing one frame; default 10s.
 	WriteTimeout time.Duration
 	// PingInterval is how often the server pings; default 25s.
@@ -101,9 +103,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.ReadLimit <= 0 {
 		cfg.ReadLimit = 64 << 10
-	}
-	if cfg.QueueMessages <= 0 {
-		cfg.QueueMessages = 1024
 	}
 	if cfg.QueueBytes <= 0 {
 		cfg.QueueBytes = 8 << 20

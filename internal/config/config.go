@@ -84,11 +84,20 @@ type HTTP struct {
 type WS struct {
 	// ReadLimit is the largest frame a client may send. Default 64KiB.
 	ReadLimit ByteSize `yaml:"read_limit"`
-	// QueueMessages and QueueBytes bound each connection's (and each SSE
-	// stream's) outgoing queue; a client that falls further behind is
-	// disconnected. Defaults 1024 and 8MiB.
-	QueueMessages int      `yaml:"queue_messages"`
-	QueueBytes    ByteSize `yaml:"queue_bytes"`
+	// QueueBytes bounds each connection's (and each SSE stream's)
+	// outgoing queue: each message counts its payload and 128 bytes. A
+	// client that falls further behind is disconnected (4001); one that
+	// keeps reading is never disconnected by a burst within it. Default
+	// 8MiB.
+	QueueBytes ByteSize `yaml:"queue_bytes"`
+	// QueueMessages, when above 0, also bounds the queue in messages.
+	// Default 0: the byte budget alone.
+	QueueMessages int `yaml:"queue_messages"`
+	// MaxLag disconnects a client (4001) whose oldest queued message has
+	// waited longer than this when the next one arrives: it fell too far
+	// behind in time, though within queue_bytes. 0 turns it off. Default
+	// 30s.
+	MaxLag Duration `yaml:"max_lag"`
 	// WriteTimeout bounds writing one frame. Default 10s.
 	WriteTimeout Duration `yaml:"write_timeout"`
 	// PingInterval is how often the server pings. Default 25s.
@@ -282,14 +291,14 @@ func Default() Config {
 		Embedded: Embedded{Addr: "127.0.0.1:11883"},
 		Redis:    Redis{KeyPrefix: "mqttbridge:"},
 		WS: WS{
-			ReadLimit:     64 * KiB,
-			QueueMessages: 1024,
-			QueueBytes:    8 * MiB,
-			WriteTimeout:  Duration(10 * time.Second),
-			PingInterval:  Duration(25 * time.Second),
-			PongTimeout:   Duration(60 * time.Second),
-			MaxPending:    1000,
-			SessionTTL:    Duration(5 * time.Minute),
+			ReadLimit:    64 * KiB,
+			QueueBytes:   8 * MiB,
+			MaxLag:       Duration(30 * time.Second),
+			WriteTimeout: Duration(10 * time.Second),
+			PingInterval: Duration(25 * time.Second),
+			PongTimeout:  Duration(60 * time.Second),
+			MaxPending:   1000,
+			SessionTTL:   Duration(5 * time.Minute),
 		},
 		History: History{Size: 10000, Age: Duration(time.Hour)},
 	}

@@ -55,7 +55,7 @@ func TestLoadDefaults(t *testing.T) {
 		Embedded: Embedded{Addr: "127.0.0.1:11883"},
 		Redis:    Redis{KeyPrefix: "mqttbridge:"},
 		WS: WS{
-			ReadLimit: 64 << 10, QueueMessages: 1024, QueueBytes: 8 << 20,
+			ReadLimit: 64 << 10, QueueBytes: 8 << 20, MaxLag: Duration(30 * time.Second),
 			WriteTimeout: Duration(10 * time.Second), PingInterval: Duration(25 * time.Second),
 			PongTimeout: Duration(60 * time.Second), MaxPending: 1000, SessionTTL: Duration(5 * time.Minute),
 		},

@@ -487,8 +487,11 @@ func (c Config) validateWS(p *problems) {
 	if w.ReadLimit < 1*KiB || w.ReadLimit > 256*MiB {
 		p.add("ws.read_limit", "must be between 1KiB and 256MiB, got %d bytes", int64(w.ReadLimit))
 	}
-	if w.QueueMessages < 1 {
-		p.add("ws.queue_messages", "must be at least 1, got %d", w.QueueMessages)
+	if w.QueueMessages < 0 {
+		p.add("ws.queue_messages", "must be 0 (no limit) or more, got %d", w.QueueMessages)
+	}
+	if w.MaxLag < 0 {
+		p.add("ws.max_lag", "must be 0 (off) or more, got %s", w.MaxLag)
 	}
 	if w.QueueBytes < 1*KiB {
 		p.add("ws.queue_bytes", "must be at least 1KiB, got %d bytes", int64(w.QueueBytes))
