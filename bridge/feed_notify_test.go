@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
@@ -118,5 +119,59 @@ func TestFeedNotifyFull(t *testing.T) {
 	}
 	if bridge.ErrorCode(f.Err()) != bridge.ECodeSlowConsumer || notified.Load() != 4 || f.Len() != 0 {
 		t.Fatalf("err %v, notified %d, %d queued", f.Err(), notified.Load(), f.Len())
+	}
+}
+
+// The byte budget bounds the queue: a burst of thousands of small messages
+// (more than the 1,024 slots the queue once had) waits for a consumer that
+// is merely behind, and only going over the budget fails the feed.
+func TestFeedBurstWithinBytes(t *testing.T) {
+	b := notifyBridge(t)
+	const n, size = 4000, 64
+	budget := n * (size + bridge.DeliveryOverhead)
+	f := b.NewFeed(bridge.Identity{}, bridge.FeedConfig{QueueBytes: budget, Notify: func() {}})
+	defer f.Close()
+	if err := f.Subscribe(context.Background(), []string{"#"}, bridge.SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, size)
+	for i := 0; i < n; i++ {
+		b.Ingest(bridge.Message{Topic: "t", Payload: payload})
+	}
+	if f.Err() != nil || f.Len() != n {
+		t.Fatalf("after the burst: err %v, %d queued", f.Err(), f.Len())
+	}
+	b.Ingest(bridge.Message{Topic: "t", Payload: payload})
+	if bridge.ErrorCode(f.Err()) != bridge.ECodeSlowConsumer {
+		t.Fatalf("over the budget: err %v", f.Err())
+	}
+}
+
+// A consumer whose oldest queued message waited longer than MaxLag fails
+// when the next one arrives, though within the budget; one that keeps
+// taking does not.
+func TestFeedMaxLag(t *testing.T) {
+	b := notifyBridge(t)
+	const lag = 50 * time.Millisecond
+	slow := b.NewFeed(bridge.Identity{}, bridge.FeedConfig{MaxLag: lag, Notify: func() {}})
+	defer slow.Close()
+	reading := b.NewFeed(bridge.Identity{}, bridge.FeedConfig{MaxLag: lag, Notify: func() {}})
+	defer reading.Close()
+	for _, f := range []*bridge.Feed{slow, reading} {
+		if err := f.Subscribe(context.Background(), []string{"#"}, bridge.SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Ingest(bridge.Message{Topic: "t", Payload: []byte("1")})
+	for _, d := range reading.Take(nil, 10) {
+		reading.Took(d)
+	}
+	time.Sleep(2 * lag)
+	b.Ingest(bridge.Message{Topic: "t", Payload: []byte("2")})
+	if bridge.ErrorCode(slow.Err()) != bridge.ECodeSlowConsumer {
+		t.Fatalf("the feed behind by %s: err %v", 2*lag, slow.Err())
+	}
+	if reading.Err() != nil || reading.Len() != 1 {
+		t.Fatalf("the reading feed: err %v, %d queued", reading.Err(), reading.Len())
 	}
 }
