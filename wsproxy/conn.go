@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/internal/wire"
@@ -20,30 +19,48 @@ const (
 	maxAnswers = 64  // answers waiting for the writer
 )
 
-// conn is one WebSocket connection: the reader runs in the HTTP handler's
-// goroutine; the writer runs in a goroutine of its own only while there is
-// something to write (kick), so that an idle connection has one goroutine.
-// They share the feed and the pending QoS 1 messages. Subscribing, which
-// may wait for acks (a replay), runs beside the reader (ops), so that the
-// reader goes on reading acks.
+// conn is one WebSocket connection. Its reader runs in a goroutine of its
+// own only while the socket has something to read (readReady, started by
+// the poller), and its writer only while there is something to write
+// (kick): an idle connection has no goroutine and no buffer. They share
+// the feed and the pending QoS 1 messages. Subscribing, which may wait for
+// acks (a replay), runs beside the reader (ops), so that the reader goes
+// on reading acks. When both the reader and the writer ended, the last of
+// them ends the connection (teardown).
 type conn struct {
 	s       *Server
-	ws      *websocket.Conn
-	bc      *batchConn // under ws: the writer batches its frames
+	nc      net.Conn     // the socket (wrapped in tests)
+	raw     net.Conn     // the socket, for its readiness
+	bw      *batchWriter // the writer batches its frames
 	id      bridge.Identity
 	feed    *bridge.Feed
 	session string
+	ctx     context.Context // the connection's: ends at teardown
+	cancel  func()
+	leave   func() // at teardown: the server and the identity let it go
 
 	wstate     atomic.Int32 // wIdle, wRunning, wDirty or wDone
-	wmu        sync.Mutex   // guards ctrl, closeReq, pingDue, pingT and timersOff
+	wmu        sync.Mutex   // guards ctrl, closeReq, pingDue, pong, nextPing, pingT and timersOff
 	ctrl       [][]byte     // ok, error, pong and gap frames
 	closeReq   *closeFrame  // the first close request wins
 	pingDue    bool
+	pong       []byte // the payload of the client's last ping, to answer
+	nextPing   time.Time
 	pingT      *time.Timer
-	stopCtx    func() // stops the other timers
+	stopExpiry func() // stops the expiry timer
 	timersOff  bool
 	writerDone chan struct{} // the writer ended the connection
-	readerDone chan struct{}
+	readerDone chan struct{} // the reader ended: nothing more is read
+	parts      atomic.Int32  // the reader and the writer that ended
+
+	// The reader's: rstate, lastRead and closed by anyone; the rest only
+	// by the running reader.
+	rstate   atomic.Int32 // rIdle, rRunning or rDone
+	lastRead atomic.Int64 // when the client last sent something (UnixNano)
+	closed   atomic.Bool  // the socket is closed
+	watcher  *watcher     // nil: the reader reads in a goroutine of its own
+	msg      []byte       // a fragmented message so far
+	inMsg    bool
 
 	pending pendingSet
 	// stalled are deliveries the writer took but holds back until acks
@@ -68,9 +85,10 @@ type closeFrame struct {
 	reason string
 }
 
-func newConn(s *Server, ws *websocket.Conn, bc *batchConn, id bridge.Identity) *conn {
+func newConn(s *Server, nc, raw net.Conn, id bridge.Identity) *conn {
 	c := &conn{
-		s: s, ws: ws, bc: bc, id: id,
+		s: s, nc: nc, raw: raw, id: id,
+		bw:         &batchWriter{nc: nc, timeout: s.cfg.WriteTimeout},
 		writerDone: make(chan struct{}),
 		readerDone: make(chan struct{}),
 		pending:    newPendingSet(),
@@ -91,12 +109,14 @@ func (c *conn) closeWith(code int, reason string) {
 	c.kick()
 }
 
-func (c *conn) run(ctx context.Context, p connectParams) {
-	defer c.ws.Close()
-	c.ws.SetReadLimit(c.s.cfg.ReadLimit)
-	c.extendRead()
-	c.ws.SetPongHandler(func(string) error { c.extendRead(); return nil })
-
+// start starts the connection: it writes the welcome, starts the timers,
+// the writer and the reader, and returns; the connection goes on without
+// the caller's goroutine. leave is called when it ended.
+func (c *conn) start(ctx context.Context, p connectParams, leave func()) {
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.leave = leave
+	ctx = c.ctx
+	c.lastRead.Store(time.Now().UnixNano())
 	resumed := false
 	var sess bridge.Session
 	if p.session != "" {
@@ -115,26 +135,40 @@ func (c *conn) run(ctx context.Context, p connectParams) {
 	if c.writeFirst(ctx, sess, p, lastID, resumed) != nil {
 		c.wstate.Store(wDone)
 		c.feed.Close()
+		_ = c.nc.Close()
+		c.cancel()
+		c.leave()
 		return
 	}
 
-	c.startTimers(ctx)
+	c.startTimers()
 	c.release()
 	if len(sess.Subscriptions) > 0 || len(p.filters) > 0 {
 		// Before any frame of the client, but beside the reader: a replay
 		// waits for acks.
 		c.ops.do(true, func() { c.restore(ctx, sess, p, lastID) })
 	}
-	c.readLoop(ctx)
+	c.startReader()
+}
+
+// partDone is called once by the reader and once by the writer when they
+// ended; the second one ends the connection.
+func (c *conn) partDone() {
+	if c.parts.Add(1) == 2 {
+		c.teardown()
+	}
+}
+
+// teardown ends the connection once the reader and the writer ended: it
+// stops what waits, and saves the session.
+func (c *conn) teardown() {
 	c.reqs.stop()
-	close(c.readerDone)
-	c.closeWith(websocket.CloseNormalClosure, "")
-	<-c.writerDone
 	c.stopTimers()
 	c.ops.close()
 	subs := c.feed.Subscriptions()
 	c.feed.Close() // ends a replay that waits
 	c.ops.wait()
+	c.cancel()
 	c.ckpt.Lock()
 	c.ended = true
 	if c.ckptTimer != nil {
@@ -144,12 +178,13 @@ func (c *conn) run(ctx context.Context, p connectParams) {
 	c.saving.Lock() // after a checkpoint under way, which is older
 	c.saveSession(subs)
 	c.saving.Unlock()
+	c.leave()
 }
 
 // writeFirst writes the welcome and then the unacknowledged messages the
 // client may have lost, in one batch, before the writer starts.
 func (c *conn) writeFirst(ctx context.Context, sess bridge.Session, p connectParams, lastID string, resumed bool) error {
-	c.bc.begin()
+	c.bw.begin()
 	err := c.write(mustJSON(welcomeFrame{Type: "welcome", Session: c.session, Resumed: resumed, LastID: lastID}))
 	// Unacknowledged messages the client may have lost come next: those
 	// this identity may read (a session id is no credential).
@@ -166,7 +201,7 @@ func (c *conn) writeFirst(ctx context.Context, sess bridge.Session, p connectPar
 		c.pending.add(m)
 		err = c.write(encodeDelivery(bridge.Delivery{Event: bridge.NewEvent(m), Ack: true}))
 	}
-	if e := c.bc.end(); err == nil {
+	if e := c.bw.end(); err == nil {
 		err = e
 	}
 	return err
@@ -236,8 +271,6 @@ func (c *conn) saveSession(subs map[string]byte) {
 	}
 }
 
-func (c *conn) extendRead() { _ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongTimeout)) }
-
 // The writer's states. Kicks move it from idle to running (starting a
 // writer goroutine) or from running to dirty (the writer looks again
 // before it stops); only the writer leaves running, dirty and done.
@@ -282,6 +315,7 @@ func (c *conn) writer() {
 		if !c.writeQueued() {
 			c.wstate.Store(wDone)
 			close(c.writerDone)
+			c.partDone()
 			return
 		}
 		if c.wstate.CompareAndSwap(wRunning, wIdle) {
@@ -306,11 +340,11 @@ func (c *conn) writeQueued() bool {
 		blocked := c.blocked()
 		var ctrl [][]byte
 		c.wmu.Lock()
-		cf, ping := c.closeReq, c.pingDue
+		cf, ping, pong := c.closeReq, c.pingDue, c.pong
 		if !blocked {
 			ctrl, c.ctrl = c.ctrl, nil
 		}
-		c.pingDue = false
+		c.pingDue, c.pong = false, nil
 		c.wmu.Unlock()
 		if cf != nil {
 			c.sendClose(cf.code, cf.reason)
@@ -320,12 +354,12 @@ func (c *conn) writeQueued() bool {
 		if blocked {
 			n = 0 // nothing more goes before the stalled ones
 		}
-		if n == 0 && (blocked || len(c.stalled) == 0) && len(ctrl) == 0 && !ping {
+		if n == 0 && (blocked || len(c.stalled) == 0) && len(ctrl) == 0 && !ping && pong == nil {
 			return true
 		}
-		c.bc.begin()
-		err := c.writeBatch(n, ctrl, ping)
-		if e := c.bc.end(); err == nil {
+		c.bw.begin()
+		err := c.writeBatch(n, ctrl, ping, pong)
+		if e := c.bw.end(); err == nil {
 			err = e
 		}
 		if err != nil {
@@ -355,11 +389,12 @@ func (c *conn) blocked() bool {
 }
 
 // writeBatch writes the stalled deliveries and then n queued ones, as far
-// as MaxPending lets the ones that need an ack go, then the answers and a
-// ping, into the batch. The answers follow the messages queued before them
+// as MaxPending lets the ones that need an ack go, then the answers, a
+// ping and the answer to the client's ping (pong, when not nil), into the
+// batch. The answers follow the messages queued before them
 // (a subscribe's snapshot comes before its ok): those are among the n, or
 // stalled.
-func (c *conn) writeBatch(n int, ctrl [][]byte, ping bool) error {
+func (c *conn) writeBatch(n int, ctrl [][]byte, ping bool, pong []byte) error {
 	if err := c.writeStalled(); err != nil {
 		return err
 	}
@@ -395,8 +430,13 @@ func (c *conn) writeBatch(n int, ctrl [][]byte, ping bool) error {
 			return err
 		}
 	}
+	if pong != nil {
+		if err := c.bw.writeControl(opPong, pong); err != nil {
+			return err
+		}
+	}
 	if ping {
-		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout))
+		return c.bw.writeControl(opPing, nil)
 	}
 	return nil
 }
@@ -421,7 +461,7 @@ func (c *conn) writeStalled() error {
 // write adds a text frame to the batch; only the writer (or run before it
 // releases the writer) calls it, inside a batch, whose flush bounds the
 // time.
-func (c *conn) write(b []byte) error { return c.bc.writeText(b) }
+func (c *conn) write(b []byte) error { return c.bw.writeText(b) }
 
 // reply queues an answer for the writer. A client that floods requests
 // without reading the answers is disconnected.
@@ -439,40 +479,60 @@ func (c *conn) reply(b []byte) {
 	c.kick()
 }
 
-// startTimers starts the pings, the end of the credentials and the end of
-// ctx (1012), which kick the writer. Timers hold no goroutine while they
-// wait.
-func (c *conn) startTimers(ctx context.Context) {
+// startTimers starts the pings, which also watch for the pong timeout,
+// and the end of the credentials, which kick the writer. Timers hold no
+// goroutine while they wait.
+func (c *conn) startTimers() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.nextPing = time.Now().Add(c.s.cfg.PingInterval)
 	c.pingT = time.AfterFunc(c.s.cfg.PingInterval, c.pingTick)
-	stopCtx := context.AfterFunc(ctx, func() { c.closeWith(CloseServiceRestart, "server shutting down") })
-	c.stopCtx = func() { stopCtx() }
+	c.stopExpiry = func() {}
 	if !c.id.Expires.IsZero() {
 		t := time.AfterFunc(time.Until(c.id.Expires), func() { c.closeWith(CloseTokenExpired, "token expired") })
-		c.stopCtx = func() { stopCtx(); t.Stop() }
+		c.stopExpiry = func() { t.Stop() }
 	}
 }
 
+// pingTick pings when a ping is due, and closes a connection from which
+// nothing has arrived for PongTimeout (1000, as after any read timeout);
+// it runs again at whichever comes next.
 func (c *conn) pingTick() {
+	now := time.Now()
+	silent := now.Sub(time.Unix(0, c.lastRead.Load()))
 	c.wmu.Lock()
 	if c.timersOff {
 		c.wmu.Unlock()
 		return
 	}
-	c.pingDue = true
-	c.pingT.Reset(c.s.cfg.PingInterval)
+	if silent >= c.s.cfg.PongTimeout {
+		c.wmu.Unlock()
+		c.closeWith(closeNormal, "")
+		return
+	}
+	if !now.Before(c.nextPing) {
+		c.pingDue = true
+		c.nextPing = now.Add(c.s.cfg.PingInterval)
+	}
+	c.pingT.Reset(min(c.nextPing.Sub(now), c.s.cfg.PongTimeout-silent))
+	due := c.pingDue
 	c.wmu.Unlock()
-	c.kick()
+	if due {
+		c.kick()
+	}
 }
 
 func (c *conn) stopTimers() {
 	c.wmu.Lock()
 	c.timersOff = true
-	c.pingT.Stop()
-	stop := c.stopCtx
+	if c.pingT != nil {
+		c.pingT.Stop()
+	}
+	stop := c.stopExpiry
 	c.wmu.Unlock()
-	stop()
+	if stop != nil {
+		stop()
+	}
 }
 
 // endFeed closes the connection of a failed feed, saying why: a queue that
@@ -491,22 +551,29 @@ func (c *conn) endFeed() {
 		c.sendClose(CloseSlowConsumer, "slow consumer: outgoing queue full")
 		return
 	}
-	c.sendClose(websocket.CloseNormalClosure, "")
+	c.sendClose(closeNormal, "")
 }
 
-// abort ends a connection whose writes fail: the reader sees the closed
-// socket and returns.
-func (c *conn) abort(error) { _ = c.ws.NetConn().Close() }
+// abort ends a connection whose writes fail.
+func (c *conn) abort(error) { c.closeSocket() }
 
 // sendClose sends a close frame, waits briefly for the client's reply (the
 // reader sees it), and closes the socket.
 func (c *conn) sendClose(code int, reason string) {
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(c.s.cfg.WriteTimeout))
+	_ = c.bw.writeControl(opClose, closePayload(code, reason))
 	select {
 	case <-c.readerDone:
 	case <-time.After(time.Second):
 	}
-	_ = c.ws.NetConn().Close()
+	c.closeSocket()
+}
+
+// closeSocket closes the socket; the writer's. A reader under way sees
+// it and ends; an idle one is ended here.
+func (c *conn) closeSocket() {
+	c.closed.Store(true)
+	_ = c.nc.Close()
+	c.endIdleReader()
 }
 
 type frameKey struct{ ack bool }
@@ -523,24 +590,7 @@ func (c *conn) writeDelivery(d bridge.Delivery) error {
 		return c.write(encodeDelivery(d))
 	}
 	frame := d.Event.Encoded(frameKey{d.Ack}, func(*bridge.Message) any { return textFrame(encodeDelivery(d)) })
-	return c.bc.writeFrame(frame.([]byte))
-}
-
-func (c *conn) readLoop(ctx context.Context) {
-	for {
-		typ, data, err := c.ws.ReadMessage()
-		if err != nil {
-			return
-		}
-		c.extendRead()
-		if typ != websocket.TextMessage {
-			c.inOrder(false, func() {
-				c.reply(errorFrameFor("", bridge.Errorf(bridge.ECodeInvalidRequest, "frames must be text frames holding one JSON object")))
-			})
-			continue
-		}
-		c.handle(ctx, data)
-	}
+	return c.bw.writeFrame(frame.([]byte))
 }
 
 // inOrder runs fn after the frames before it (see serial.do); a client

@@ -35,6 +35,13 @@ func (t *conns[C]) leave() { t.wg.Done() }
 // it. end must not block (it runs under the lock); fn then sees the end
 // request like any other connection.
 func (t *conns[C]) run(c C, fn func()) {
+	t.add(c)
+	defer t.remove(c)
+	fn()
+}
+
+// add registers c until remove, as run does around its fn.
+func (t *conns[C]) add(c C) {
 	t.mu.Lock()
 	if t.set == nil {
 		t.set = map[C]struct{}{}
@@ -44,12 +51,12 @@ func (t *conns[C]) run(c C, fn func()) {
 		t.end(c)
 	}
 	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		delete(t.set, c)
-		t.mu.Unlock()
-	}()
-	fn()
+}
+
+func (t *conns[C]) remove(c C) {
+	t.mu.Lock()
+	delete(t.set, c)
+	t.mu.Unlock()
 }
 
 // shutdown refuses new connections, calls end for each open one and each

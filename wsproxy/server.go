@@ -126,12 +126,10 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
-	// Buffers: gorilla reads with net/http's buffered reader and writes
-	// the handshake's answer into net/http's write buffer, both kept by
-	// the hijacked connection while the handler runs anyway, so that a
-	// connection holds no buffers of its own. gorilla writes nothing else
-	// but control frames; the writer frames the rest itself, into batches
-	// that take their buffer from a pool (batchconn.go).
+	// gorilla does the handshake only, writing its answer with net/http's
+	// buffers, which the connection lets go with gorilla's Conn: the
+	// frames are read from a pooled buffer while there is something to
+	// read, and written in batches into a pooled one (wsframe.go).
 	s.up = websocket.Upgrader{
 		CheckOrigin: s.checkOrigin,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
@@ -244,21 +242,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	defer release()
 	if s.cfg.Bridge.IsDraining() || !s.conns.enter() {
+		release()
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, bridge.ECodeBrokerUnavailable, "the server is shutting down")
 		return
 	}
-	defer s.conns.leave()
-
-	h := &hijacker{ResponseWriter: w, timeout: s.cfg.WriteTimeout, wrap: s.wrapConn}
-	ws, err := s.up.Upgrade(h, r, nil)
-	if err != nil {
-		return // the upgrader answered
+	h := &hijacker{ResponseWriter: w, wrap: s.wrapConn}
+	if _, err := s.up.Upgrade(h, r, nil); err != nil {
+		// The upgrader answered; gorilla's connection is not used: the
+		// frames are ours (wsframe.go).
+		s.conns.leave()
+		release()
+		return
 	}
-	c := newConn(s, ws, h.conn, id)
-	s.conns.run(c, func() { c.run(r.Context(), params) })
+	c := newConn(s, h.nc, h.raw, id)
+	s.conns.add(c)
+	// The connection outlives this handler: nothing waits for it while
+	// it is idle.
+	c.start(context.WithoutCancel(r.Context()), params, func() {
+		s.conns.remove(c)
+		s.conns.leave()
+		release()
+	})
 }
 
 // Shutdown refuses new connections (503), closes every connection with

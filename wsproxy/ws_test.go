@@ -259,45 +259,52 @@ func TestWriterBatchOverFlushAt(t *testing.T) {
 	}
 }
 
-// An idle connection holds one goroutine (the reader), no batch buffer
-// and no queue: the writer runs only while there is something to write.
-func TestIdleConnectionHoldsNoWriter(t *testing.T) {
+// An idle connection holds no goroutine, no read or batch buffer and no
+// queue: the reader runs only while the socket has something to read (the
+// poller starts it), the writer only while there is something to write.
+// Each connection here has read a frame (a ping), answered it, delivered a
+// message, and gone idle again. Before, each held its HTTP handler's
+// goroutine, which read, with net/http's buffers.
+func TestIdleConnectionHoldsNoGoroutine(t *testing.T) {
 	e := newWSEnv(t, nil)
-	e.dial(t, "t/warm") // the server's own goroutines are up
-	const n = 40
+	e.dial(t, "t/warm") // the server's own goroutines are up (the poller)
+	const n = 200
 	before := runtime.NumGoroutine()
 	clients := make([]*websocket.Conn, n)
 	for i := range clients {
 		clients[i] = e.dial(t, fmt.Sprintf("t/%d", i))
 	}
-	// Each connection delivers one message and goes idle again.
-	for i := range clients {
-		e.b.Ingest(bridge.Message{Topic: fmt.Sprintf("t/%d", i), Payload: []byte("m")})
-	}
 	for i, ws := range clients {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","id":"p"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if f := readFrame(t, ws); f["type"] != "pong" {
+			t.Fatalf("client %d: %v", i, f)
+		}
+		e.b.Ingest(bridge.Message{Topic: fmt.Sprintf("t/%d", i), Payload: []byte("m")})
 		if f := readFrame(t, ws); f["payload"] != "m" {
 			t.Fatalf("client %d: %v", i, f)
 		}
 	}
-	waitFor(t, "every writer stopped", func() bool {
+	waitFor(t, "every reader and writer stopped", func() bool {
 		for _, c := range e.conns() {
-			if c.wstate.Load() != wIdle {
+			if c.wstate.Load() != wIdle || c.rstate.Load() != rIdle {
 				return false
 			}
 		}
 		return true
 	})
 	for _, c := range e.conns() {
-		c.bc.mu.Lock()
-		buf := c.bc.buf
-		c.bc.mu.Unlock()
+		c.bw.mu.Lock()
+		buf := c.bw.buf
+		c.bw.mu.Unlock()
 		if buf != nil || c.feed.Len() != 0 {
 			t.Fatalf("an idle connection holds a batch buffer (%v) or a queue (%d)", buf != nil, c.feed.Len())
 		}
 	}
-	// One goroutine per connection (the HTTP handler, which reads); the
-	// client side has none. Two per connection before.
-	waitFor(t, "writer goroutines ended", func() bool { return runtime.NumGoroutine()-before <= n+n/4 })
+	// No goroutine per connection on either side (the clients do not
+	// read); at most a few of the runtime's and the test server's.
+	waitFor(t, "no goroutine per connection", func() bool { return runtime.NumGoroutine()-before <= 10 })
 }
 
 // Shutdown still closes idle and busy connections with 1012.
