@@ -33,7 +33,7 @@ import (
 // scheduled time, so a stalled server or publisher is not hidden.
 
 const (
-	maxSubs          = 20_000
+	maxSubs          = 100_000
 	defMaxDeliveries = 500_000_000
 	primeTimeout     = 20 * time.Second
 	drainTimeout     = 5 * time.Second
@@ -55,6 +55,8 @@ type fanConfig struct {
 	MaxDeliv    int64
 	Timeout     time.Duration
 	Pids        []int
+	Burst       int           // B1: publish this many messages open loop at once, then drain
+	BurstDrain  time.Duration // how long the burst may take to drain
 }
 
 type fanResult struct {
@@ -86,6 +88,7 @@ type fanResult struct {
 	CPUBusyPct map[string]float64 `json:"cpu_busy_pct,omitempty"`
 	LoadAvg    float64            `json:"loadavg_1m"`
 	Capped     bool               `json:"capped,omitempty"`
+	Burst      *burstResult       `json:"burst,omitempty"`
 	Valid      bool               `json:"valid"`
 	Invalid    string             `json:"invalid_reason,omitempty"`
 }
@@ -347,7 +350,7 @@ func runFanout(ctx context.Context, cfg fanConfig) (*fanResult, error) {
 	// Open the subscribers, -parallel at a time.
 	t0 := time.Now()
 	subs, err := openSubs(ctx, cfg.System, cfg.SubURL, cfg.Subs, cfg.Parallel, cfg.Timeout,
-		func(int) string { return cfg.Topic }, sh, true, 4096)
+		func(int) string { return cfg.Topic }, sh, true, 4096, 1)
 	defer func() {
 		for _, s := range subs {
 			if s != nil {
@@ -411,6 +414,9 @@ func runFanout(ctx context.Context, cfg fanConfig) (*fanResult, error) {
 	}
 	base := seq
 	sh.base.Store(base)
+	if cfg.Burst > 0 {
+		return runBurst(ctx, cfg, res, subs, pubs[0], base, &phase)
+	}
 
 	// Publish.
 	g := &gate{subs: subs, window: int64(cfg.Window), limit: cfg.MaxDeliv / int64(cfg.Subs)}
@@ -632,8 +638,18 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // subscribed. On error the subscribers opened so far are returned too, for
 // the caller to close.
 func openSubs(ctx context.Context, kind, subURL string, n, parallel int, timeout time.Duration,
-	topic func(i int) string, sh *subShared, withHist bool, bufSize int) ([]*subscriber, error) {
+	topic func(i int) string, sh *subShared, withHist bool, bufSize, sources int) ([]*subscriber, error) {
 	d := &websocket.Dialer{HandshakeTimeout: timeout, ReadBufferSize: bufSize, WriteBufferSize: 512}
+	if sources > 1 {
+		// Connections from 127.0.0.1 … 127.0.0.<sources> in turn: each
+		// source address has its own ~28k ephemeral ports.
+		var next atomic.Int64
+		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			k := next.Add(1) % int64(sources)
+			nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+k))}}
+			return nd.DialContext(ctx, network, addr)
+		}
+	}
 	// MQTT client ids must differ from those of an earlier run against the
 	// same broker, whose connections may still be closing.
 	nonce := time.Now().UnixNano() % 1e9
@@ -703,6 +719,8 @@ func cmdFanout(args []string) error {
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "connect and subscribe timeout per connection")
 	fs.StringVar(&pids, "pids", "", "comma-separated process ids whose CPU use to report over the window")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	fs.IntVar(&cfg.Burst, "burst", 0, "B1: publish this many messages open loop at once, then wait for every subscriber to have them (0: F1)")
+	fs.DurationVar(&cfg.BurstDrain, "burst-drain", 60*time.Second, "how long the burst may take to reach every subscriber")
 	cpuProfile := fs.String("cpuprofile", "", "write the generator's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -731,7 +749,11 @@ func cmdFanout(args []string) error {
 	if asJSON {
 		return writeJSON(os.Stdout, res)
 	}
-	printFanResult(os.Stdout, res)
+	if res.Burst != nil {
+		printBurstResult(os.Stdout, res)
+	} else {
+		printFanResult(os.Stdout, res)
+	}
 	if !res.Valid {
 		return fmt.Errorf("run invalid for publishing: %s", res.Invalid)
 	}

@@ -27,6 +27,7 @@ type idleConfig struct {
 	Settle   time.Duration // wait after the last connection before reading the RSS
 	Pid      int
 	Timeout  time.Duration
+	Sources  int // source addresses 127.0.0.1 … 127.0.0.<Sources>
 }
 
 type idleResult struct {
@@ -109,7 +110,7 @@ func runIdle(ctx context.Context, cfg idleConfig) (*idleResult, error) {
 	t0, cpu0 := time.Now(), selfCPU()
 	srv0, _ := pidCPU(cfg.Pid)
 	subs, err := openSubs(ctx, cfg.System, cfg.URL, cfg.Conns, cfg.Parallel, cfg.Timeout,
-		func(i int) string { return fmt.Sprintf(cfg.TopicFmt, i) }, sh, false, 1024)
+		func(i int) string { return fmt.Sprintf(cfg.TopicFmt, i) }, sh, false, 1024, cfg.Sources)
 	wall := time.Since(t0)
 	srv1, _ := pidCPU(cfg.Pid)
 	res.OpenSeconds = wall.Seconds()
@@ -163,6 +164,7 @@ func cmdIdle(args []string) error {
 	fs.DurationVar(&cfg.Settle, "settle", 5*time.Second, "wait after the last connection before reading the RSS")
 	fs.IntVar(&cfg.Pid, "pid", 0, "the server's process id")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "connect and subscribe timeout per connection")
+	fs.IntVar(&cfg.Sources, "sources", 1, "source addresses 127.0.0.1 … 127.0.0.<n> (each has ~28k ephemeral ports)")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	if err := fs.Parse(args); err != nil {
 		return err

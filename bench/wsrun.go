@@ -472,7 +472,9 @@ func measureIdle(ctx context.Context, cfg *runConfig, s *wsSystem, round int) *i
 	args := []string{"-c", cfg.GenCPU, cfg.Self, "idle", "-json",
 		"-system", s.kind, "-url", s.subURL, "-topic", s.idle,
 		"-conns", strconv.Itoa(wsCfg.IdleConns), "-parallel", strconv.Itoa(wsCfg.IdleParallel),
-		"-settle", wsCfg.IdleSettle.String(), "-pid", m.Server}
+		"-settle", wsCfg.IdleSettle.String(), "-pid", m.Server,
+		// Past ~28k connections one source address runs out of ports.
+		"-sources", strconv.Itoa((wsCfg.IdleConns + 24_999) / 25_000)}
 	var res idleResult
 	if err := runChild(ctx, args, wsCfg.IdleSettle+5*time.Minute, &res); err != nil {
 		m.Err = err.Error()
