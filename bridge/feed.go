@@ -130,9 +130,7 @@ func (b *Bridge) NewFeed(id Identity, cfg FeedConfig) *Feed {
 	}
 	f := &Feed{
 		b: b, id: id, cfg: cfg, seq: feedSeq.Add(1),
-		done:    make(chan struct{}),
-		subs:    map[string]*feedSub{},
-		snapIDs: map[string]string{},
+		done: make(chan struct{}),
 	}
 	if cfg.Notify == nil {
 		f.ready = make(chan struct{}, 1)
@@ -260,6 +258,9 @@ func (f *Feed) Subscribe(ctx context.Context, filters []string, opts SubscribeOp
 			continue
 		}
 		s := &feedSub{filter: flt, qos: opts.QoS, hold: hold}
+		if f.subs == nil {
+			f.subs = map[string]*feedSub{}
+		}
 		f.subs[flt] = s
 		f.list = append(f.list, s)
 		f.b.hub.add(flt, f)
@@ -312,7 +313,7 @@ func (f *Feed) Close() {
 	for flt := range f.subs {
 		f.b.hub.remove(flt, f)
 	}
-	f.subs, f.list = map[string]*feedSub{}, nil
+	f.subs, f.list = nil, nil
 	f.failLocked(ErrFeedClosed)
 	if !f.closed && f.cfg.Kind != "" {
 		f.b.cfg.Metrics.StreamClosed(f.cfg.Kind)
@@ -545,6 +546,9 @@ func (f *Feed) snapshot(ctx context.Context, added []string) error {
 				}
 				sent[m.Topic] = true
 				f.mu.Lock()
+				if f.snapIDs == nil {
+					f.snapIDs = map[string]string{}
+				}
 				f.snapIDs[m.Topic] = m.ID
 				f.mu.Unlock()
 				if err := f.enqueueWait(ctx, Delivery{Event: NewEvent(m), Snapshot: true}); err != nil {

@@ -12,7 +12,7 @@ func TestFeedNotifyLetsQueueGo(t *testing.T) {
 		t.Fatal("a new Notify feed holds a queue")
 	}
 	s := &feedSub{filter: "t"}
-	f.subs["t"], f.list = s, []*feedSub{s}
+	f.subs, f.list = map[string]*feedSub{"t": s}, []*feedSub{s}
 	ev := NewEvent(Message{Topic: "t", ID: "1-0"})
 	for _, n := range []int{10, 500} {
 		for i := 0; i < n; i++ {

@@ -29,14 +29,12 @@ const (
 // them ends the connection (teardown).
 type conn struct {
 	s       *Server
-	nc      net.Conn     // the socket (wrapped in tests)
-	raw     net.Conn     // the socket, for its readiness
-	bw      *batchWriter // the writer batches its frames
+	nc      net.Conn    // the socket (wrapped in tests)
+	raw     net.Conn    // the socket, for its readiness
+	bw      batchWriter // the writer batches its frames
 	id      bridge.Identity
 	feed    *bridge.Feed
 	session string
-	ctx     context.Context // the connection's: ends at teardown
-	cancel  func()
 	leave   func() // at teardown: the server and the identity let it go
 
 	wstate     atomic.Int32 // wIdle, wRunning, wDirty or wDone
@@ -49,7 +47,6 @@ type conn struct {
 	pingT      *time.Timer
 	stopExpiry func() // stops the expiry timer
 	timersOff  bool
-	writerDone chan struct{} // the writer ended the connection
 	readerDone chan struct{} // the reader ended: nothing more is read
 	parts      atomic.Int32  // the reader and the writer that ended
 
@@ -88,8 +85,7 @@ type closeFrame struct {
 func newConn(s *Server, nc, raw net.Conn, id bridge.Identity) *conn {
 	c := &conn{
 		s: s, nc: nc, raw: raw, id: id,
-		bw:         &batchWriter{nc: nc, timeout: s.cfg.WriteTimeout},
-		writerDone: make(chan struct{}),
+		bw:         batchWriter{nc: nc, timeout: s.cfg.WriteTimeout},
 		readerDone: make(chan struct{}),
 		pending:    newPendingSet(),
 	}
@@ -112,10 +108,11 @@ func (c *conn) closeWith(code int, reason string) {
 // start starts the connection: it writes the welcome, starts the timers,
 // the writer and the reader, and returns; the connection goes on without
 // the caller's goroutine. leave is called when it ended.
-func (c *conn) start(ctx context.Context, p connectParams, leave func()) {
-	c.ctx, c.cancel = context.WithCancel(ctx)
+func (c *conn) start(p connectParams, leave func()) {
+	// The frames' work has no deadline of the connection's, and carries no
+	// value of the upgrade request (whose context ends with its handler).
+	ctx := context.Background()
 	c.leave = leave
-	ctx = c.ctx
 	c.lastRead.Store(time.Now().UnixNano())
 	resumed := false
 	var sess bridge.Session
@@ -136,7 +133,6 @@ func (c *conn) start(ctx context.Context, p connectParams, leave func()) {
 		c.wstate.Store(wDone)
 		c.feed.Close()
 		_ = c.nc.Close()
-		c.cancel()
 		c.leave()
 		return
 	}
@@ -168,7 +164,6 @@ func (c *conn) teardown() {
 	subs := c.feed.Subscriptions()
 	c.feed.Close() // ends a replay that waits
 	c.ops.wait()
-	c.cancel()
 	c.ckpt.Lock()
 	c.ended = true
 	if c.ckptTimer != nil {
@@ -314,7 +309,6 @@ func (c *conn) writer() {
 		c.wstate.Store(wRunning)
 		if !c.writeQueued() {
 			c.wstate.Store(wDone)
-			close(c.writerDone)
 			c.partDone()
 			return
 		}

@@ -111,13 +111,16 @@ type pendingSet struct {
 	msgs  map[string]bridge.Message
 }
 
-func newPendingSet() pendingSet { return pendingSet{msgs: map[string]bridge.Message{}} }
+func newPendingSet() pendingSet { return pendingSet{} }
 
 // add records m and returns how many are pending.
 func (p *pendingSet) add(m bridge.Message) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.msgs[m.ID]; !ok {
+		if p.msgs == nil {
+			p.msgs = map[string]bridge.Message{} // none while nothing is pending
+		}
 		p.order = append(p.order, m.ID)
 		p.msgs[m.ID] = m
 	}

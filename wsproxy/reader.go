@@ -2,6 +2,7 @@ package wsproxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -193,5 +194,5 @@ func (c *conn) onMessage(op byte, data []byte) {
 		})
 		return
 	}
-	c.handle(c.ctx, data)
+	c.handle(context.Background(), data)
 }

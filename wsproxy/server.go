@@ -260,7 +260,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.conns.add(c)
 	// The connection outlives this handler: nothing waits for it while
 	// it is idle.
-	c.start(context.WithoutCancel(r.Context()), params, func() {
+	c.start(params, func() {
 		s.conns.remove(c)
 		s.conns.leave()
 		release()

@@ -235,11 +235,11 @@ func (b *batchWriter) writeText(p []byte) error {
 	if b.closeSent {
 		return errCloseSent
 	}
-	var h [maxHeader]byte
-	if err := b.appendLocked(appendHeader(h[:0], opText, len(p))); err != nil {
-		return err
+	if b.batching && b.err == nil && len(*b.buf)+maxHeader+len(p) <= flushAt {
+		*b.buf = append(appendHeader(*b.buf, opText, len(p)), p...)
+		return nil
 	}
-	return b.appendLocked(p)
+	return b.appendLocked(textFrame(p)) // big, or outside a batch
 }
 
 // writeControl adds a ping, pong or close frame (payload at most 125
