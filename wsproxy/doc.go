@@ -2,11 +2,14 @@
 // endpoints:
 //
 //   - /v1/ws, the JSON stream protocol (docs/websocket.md, asyncapi.yaml).
-//     Each connection has a reader goroutine, a bridge.Feed with a bounded
-//     queue, and a writer goroutine only while something is queued, which
-//     writes all of it with one system call (batchconn.go); a message's
-//     text frame is built once for every connection (cached on the
-//     bridge.Event). The writer keeps to MaxPending unacknowledged QoS 1
+//     gorilla/websocket does the handshake; the frames are this package's
+//     (wsframe.go). Each connection has a bridge.Feed with a bounded
+//     queue, a reader goroutine only while the socket has something to
+//     read (an epoll set says when, poll_linux.go; reader.go), and a
+//     writer goroutine only while something is queued, which writes all
+//     of it with one system call: an idle connection holds no goroutine
+//     and no buffer. A message's text frame is built once for every
+//     connection (cached on the bridge.Event). The writer keeps to MaxPending unacknowledged QoS 1
 //     messages, holding the rest back until acks come; a subscribe (whose
 //     replay may wait for them) and the frames after it run beside the
 //     reader, which goes on reading acks.
