@@ -382,13 +382,19 @@ func (c *conn) blocked() bool {
 	return false
 }
 
-// writeBatch writes the stalled deliveries and then n queued ones, as far
-// as MaxPending lets the ones that need an ack go, then the answers, a
-// ping and the answer to the client's ping (pong, when not nil), into the
+// writeBatch writes the answer to the client's ping (pong, when not nil),
+// the stalled deliveries and then n queued ones, as far as MaxPending lets
+// the ones that need an ack go, then the answers and a ping, into the
 // batch. The answers follow the messages queued before them
 // (a subscribe's snapshot comes before its ok): those are among the n, or
 // stalled.
 func (c *conn) writeBatch(n int, ctrl [][]byte, ping bool, pong []byte) error {
+	// The client's ping first: it came before any answer still to go.
+	if pong != nil {
+		if err := c.bw.writeControl(opPong, pong); err != nil {
+			return err
+		}
+	}
 	if err := c.writeStalled(); err != nil {
 		return err
 	}
@@ -421,11 +427,6 @@ func (c *conn) writeBatch(n int, ctrl [][]byte, ping bool, pong []byte) error {
 	}
 	for _, b := range ctrl {
 		if err := c.write(b); err != nil {
-			return err
-		}
-	}
-	if pong != nil {
-		if err := c.bw.writeControl(opPong, pong); err != nil {
 			return err
 		}
 	}
