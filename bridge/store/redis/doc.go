@@ -30,6 +30,14 @@
 //	               (a delete) is an entry like any other. The stream's
 //	               last-generated-id is the newest id ever assigned, its
 //	               max-deleted-entry-id the newest id trimmed.
+//	{P}ticket:<h>  string, a one-time ticket (tickets.go): <h> is the hex
+//	               SHA-256 of the ticket, the value its identity (JSON:
+//	               name, kind, issuer, client_id, rules, expires); PX the
+//	               ticket's TTL. Take is GETDEL: one redeem, fleet-wide.
+//	{P}tickets:<identity key>
+//	               sorted set, that identity's outstanding ticket hashes
+//	               scored by their expiry (ms, Redis' clock): the
+//	               per-identity bound. PEXPIREAT its newest ticket's expiry.
 //
 // The <topic> in a key is the topic name byte for byte, unescaped: the "lv:"
 // part keeps it apart from the other keys.
