@@ -264,7 +264,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // writeErr answers a refused handshake: 401 (with WWW-Authenticate), 403,
-// 429 (with Retry-After), or 400 for anything else the client sent.
+// 429 (with Retry-After), 503 (with Retry-After) when the ticket store is
+// down, or 400 for anything else the client sent.
 func writeErr(w http.ResponseWriter, err error) {
 	d, _ := wire.Detail(err)
 	status := http.StatusBadRequest
@@ -281,6 +282,9 @@ func writeErr(w http.ResponseWriter, err error) {
 			secs = int((e.RetryAfter + time.Second - 1) / time.Second)
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	case bridge.ECodeStoreUnavailable: // a ticket could not be redeemed
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
 	case bridge.ECodeInternal:
 		status = http.StatusInternalServerError
 	}

@@ -26,11 +26,13 @@ type Rate struct {
 type Config struct {
 	Publish Rate
 	Request Rate
+	// Ticket is the rate of POST /v1/tickets (AllowTicket).
+	Ticket Rate
 	// IdleTTL drops the bucket of an identity idle this long; default 10m.
 	IdleTTL time.Duration
 }
 
-// Limiter limits publishes and requests per identity.
+// Limiter limits publishes, requests and tickets per identity.
 type Limiter struct {
 	cfg  Config
 	now  func() time.Time
@@ -68,6 +70,8 @@ func (l *Limiter) Allow(id bridge.Identity, action bridge.Action) error {
 		r = l.cfg.Publish
 	case bridge.ActionRequest:
 		r = l.cfg.Request
+	case actionTicket:
+		r = l.cfg.Ticket
 	}
 	if r.PerSecond <= 0 || id.IsAnonymous() {
 		return nil
@@ -76,7 +80,7 @@ func (l *Limiter) Allow(id bridge.Identity, action bridge.Action) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweepLocked(now)
-	k := key{id.Name, action}
+	k := key{id.Key(), action}
 	b := l.bkts[k]
 	if b == nil {
 		burst := r.Burst
@@ -95,6 +99,13 @@ func (l *Limiter) Allow(id bridge.Identity, action bridge.Action) error {
 	}
 	return nil
 }
+
+// actionTicket is no bridge.Action: it names the ticket buckets.
+const actionTicket bridge.Action = "ticket"
+
+// AllowTicket takes a token from id's ticket bucket (Config.Ticket), or
+// returns an *bridge.Error with ECodeRateLimited and RetryAfter.
+func (l *Limiter) AllowTicket(id bridge.Identity) error { return l.Allow(id, actionTicket) }
 
 // sweepLocked drops idle buckets, at most once per IdleTTL.
 func (l *Limiter) sweepLocked(now time.Time) {
