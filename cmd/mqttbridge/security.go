@@ -13,6 +13,7 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/acl"
 	"github.com/mqttbridge/mqttbridge/bridge/ratelimit"
+	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 	redisstore "github.com/mqttbridge/mqttbridge/bridge/store/redis"
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/auth"
@@ -55,6 +56,7 @@ func (m *Main) buildSecurity() (*security, error) {
 		ac := auth.Config{
 			TicketTTL: time.Duration(a.TicketTTL), TicketsPerIdentity: a.TicketsPerIdentity,
 			TicketRate: ratelimit.Rate{PerSecond: a.TicketRate, Burst: a.TicketBurst},
+			Tickets:    memory.NewTickets(),
 			Logger:     m.Logger.With("component", "auth"),
 		}
 		if st, ok := m.store.(*redisstore.Store); ok {

@@ -14,7 +14,6 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/acl"
 	"github.com/mqttbridge/mqttbridge/bridge/ratelimit"
-	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 )
 
 // QueryParam is the query parameter that carries a credential where
@@ -45,9 +44,9 @@ type Config struct {
 	// TicketRate is how fast one identity may get tickets, at this
 	// instance; default 10 per second, burst 20.
 	TicketRate ratelimit.Rate
-	// Tickets keeps the tickets; default in this process
-	// (memory.NewTickets). With the Redis store's, any instance redeems a
-	// ticket that any issued.
+	// Tickets keeps the tickets: the memory store's (in this process) or
+	// the Redis store's (any instance redeems a ticket that any issued).
+	// Nil: no tickets are issued.
 	Tickets bridge.Tickets
 	// Logger; default discards. Credentials never reach it.
 	Logger *slog.Logger
@@ -103,9 +102,6 @@ func New(cfg Config) (*Authenticator, error) {
 	}
 	if cfg.TicketRate.PerSecond <= 0 {
 		cfg.TicketRate = ratelimit.Rate{PerSecond: 10, Burst: 20}
-	}
-	if cfg.Tickets == nil {
-		cfg.Tickets = memory.NewTickets()
 	}
 	if len(cfg.APIKeys) == 0 && cfg.JWT == nil && cfg.ClientCert == nil {
 		return nil, errors.New("auth: no API keys, JWT or client certificates configured")

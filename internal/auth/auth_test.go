@@ -28,6 +28,7 @@ import (
 
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/ratelimit"
+	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 )
 
 var (
@@ -80,7 +81,8 @@ func newAuth(tb testing.TB, mod func(*Config)) *Authenticator {
 			ClientIDClaim: "cid", RulesClaim: "mqtt",
 			Rules: bridge.Rules{Subscribe: []string{"users/%u/#"}},
 		},
-		Now: func() time.Time { return t0 },
+		Tickets: memory.NewTickets(),
+		Now:     func() time.Time { return t0 },
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -406,6 +408,11 @@ func TestTicketsStoreDown(t *testing.T) {
 	_, err := a.Authenticate(httptest.NewRequest(http.MethodGet, "/v1/ws?access_token="+TicketPrefix+"x", nil), true)
 	if bridge.ErrorCode(err) != bridge.ECodeStoreUnavailable {
 		t.Errorf("redeem: %v", err)
+	}
+	// Without a ticket store no ticket is issued.
+	none := newAuth(t, func(c *Config) { c.Tickets = nil })
+	if _, _, err := none.IssueTicket(t.Context(), bridge.Identity{Name: "alice", Kind: bridge.KindAPIKey}); bridge.ErrorCode(err) != bridge.ECodeNotFound {
+		t.Errorf("IssueTicket without a store: %v", err)
 	}
 }
 

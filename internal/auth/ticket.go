@@ -18,6 +18,9 @@ const TicketPrefix = "mbt_"
 // the store only by its SHA-256, for TicketTTL or until id's credentials
 // expire, whichever comes first.
 func (a *Authenticator) issueTicket(ctx context.Context, id bridge.Identity) (string, time.Time, error) {
+	if a.cfg.Tickets == nil {
+		return "", time.Time{}, bridge.Errorf(bridge.ECodeNotFound, "tickets are not configured")
+	}
 	if err := a.ticketRate.AllowTicket(id); err != nil {
 		return "", time.Time{}, err
 	}
@@ -42,6 +45,9 @@ func (a *Authenticator) issueTicket(ctx context.Context, id bridge.Identity) (st
 // expired ticket is unauthorized. A store that cannot answer is
 // store_unavailable (503): the ticket may still be good.
 func (a *Authenticator) redeemTicket(ctx context.Context, tok string) (bridge.Identity, error) {
+	if a.cfg.Tickets == nil {
+		return bridge.Identity{}, unauthorized("tickets are not configured")
+	}
 	id, err := a.cfg.Tickets.Take(ctx, sha256.Sum256([]byte(tok)))
 	if errors.Is(err, bridge.ErrNotFound) {
 		return bridge.Identity{}, unauthorized("the ticket is unknown, used or expired; get a new one with POST /v1/tickets")
