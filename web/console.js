@@ -37,9 +37,35 @@ function show(node, text, kind) {
   if (kind !== undefined) node.dataset.kind = kind;
 }
 
-const bridge = new MqttBridge(new URL("v1/ws", document.baseURI));
-// For debugging from the browser's console.
-globalThis.mqttbridge = bridge;
+// ------------------------------------------------------ connection ----
+
+// The credential (API key or JWT) from the form, kept in this page only:
+// client.js exchanges it for a one-time ticket before every connection.
+let credential = "";
+let bridge;
+
+// connect starts a client for the current credential, closing the last
+// one (a new identity gets a session of its own).
+function connect() {
+  bridge?.close();
+  bridge = new MqttBridge(new URL("v1/ws", document.baseURI), {
+    credentials: () => (credential ? { token: credential } : null),
+  });
+  // For debugging from the browser's console.
+  globalThis.mqttbridge = bridge;
+  bridge.on("state", onState);
+  bridge.on("gap", onGap);
+  bridge.on("error", onError);
+  bridge.on("message", onMessage);
+  renderSubs();
+}
+
+$("cred-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  credential = $("cred").value.trim();
+  show(notice, "");
+  connect();
+});
 
 // ------------------------------------------------------------ state ----
 
@@ -48,7 +74,7 @@ const stateText = $("state-text");
 const sessionBox = $("session");
 let countdown = null;
 
-bridge.on("state", (state, info = {}) => {
+function onState(state, info = {}) {
   clearInterval(countdown);
   stateBox.dataset.state = state;
   if (state === "connecting") {
@@ -71,15 +97,15 @@ bridge.on("state", (state, info = {}) => {
       countdown = setInterval(tick, 100);
     }
   }
-});
+}
 
 const notice = $("notice");
-bridge.on("gap", (g) => {
+function onGap(g) {
   show(notice, `Some messages may have been missed while disconnected (history no longer reaches ${g.last_id}); current values were re-read.`, "gap");
-});
-bridge.on("error", (err) => {
+}
+function onError(err) {
   show(notice, `${err.code || "error"}: ${err.message}`, "error");
-});
+}
 
 // ---------------------------------------------------- subscriptions ----
 
@@ -229,7 +255,7 @@ function flush() {
   $("msg-empty").hidden = rows.childElementCount > 0 || bridge.subscriptions.length > 0;
 }
 
-bridge.on("message", (msg) => {
+function onMessage(msg) {
   total++;
   queue.push(msg);
   if (queue.length > MAX_ROWS) queue.splice(0, queue.length - MAX_ROWS);
@@ -239,7 +265,7 @@ bridge.on("message", (msg) => {
     requestAnimationFrame(flush);
     setTimeout(() => scheduled && flush(), 250);
   }
-});
+}
 
 $("msg-clear").addEventListener("click", () => {
   rows.replaceChildren();
@@ -247,4 +273,4 @@ $("msg-clear").addEventListener("click", () => {
   count.textContent = "0 messages";
 });
 
-renderSubs();
+connect();

@@ -13,6 +13,8 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/acl"
 	"github.com/mqttbridge/mqttbridge/bridge/ratelimit"
+	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
+	redisstore "github.com/mqttbridge/mqttbridge/bridge/store/redis"
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/auth"
 	"github.com/mqttbridge/mqttbridge/internal/config"
@@ -52,7 +54,15 @@ func (m *Main) buildSecurity() (_ *security, err error) {
 		},
 	}
 	if a := cfg.Auth; a.Enabled() {
-		ac := auth.Config{TicketTTL: time.Duration(a.TicketTTL), Logger: m.Logger.With("component", "auth")}
+		ac := auth.Config{
+			TicketTTL: time.Duration(a.TicketTTL), TicketsPerIdentity: a.TicketsPerIdentity,
+			TicketRate: ratelimit.Rate{PerSecond: a.TicketRate, Burst: a.TicketBurst},
+			Tickets:    memory.NewTickets(),
+			Logger:     m.Logger.With("component", "auth"),
+		}
+		if st, ok := m.store.(*redisstore.Store); ok {
+			ac.Tickets = st.Tickets() // any instance of the fleet redeems a ticket, once
+		}
 		for _, k := range a.APIKeys {
 			ac.APIKeys = append(ac.APIKeys, auth.APIKey{Name: k.Name, SHA256: k.SHA256, Rules: rules(k.Rules)})
 		}
