@@ -102,7 +102,11 @@ export interface SubscribeOptions {
 /** One subscribe() call. */
 export class Subscription {
   readonly filter: string;
+  /** the QoS this subscription asked for */
   readonly qos: 0 | 1;
+  /** the QoS the server delivers the filter with once confirmed (null
+   * before, and once inactive): one per filter, the highest asked for */
+  readonly grantedQos: 0 | 1 | null;
   readonly snapshot: boolean;
   readonly autoAck: boolean;
   readonly callback: MessageCallback;

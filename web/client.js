@@ -198,6 +198,14 @@ export class Subscription {
     this._seen = null;
   }
 
+  /** The QoS the server delivers this filter's messages with, once it
+   * confirmed (null before, and once inactive): the server keeps one QoS
+   * per filter, the highest that subscriptions to it asked for, so it may
+   * be more than this one's qos. */
+  get grantedQos() {
+    return this.active ? this.#bridge._grantedQos(this.filter) : null;
+  }
+
   /** Stops the callback at once; resolves when the server has confirmed
    * (at once when another subscription still uses the same filter). */
   unsubscribe() {
@@ -415,6 +423,12 @@ export class MqttBridge {
         throw err;
       },
     );
+  }
+
+  /** Internal: Subscription.grantedQos. */
+  _grantedQos(filter) {
+    const entry = this.#filters.get(filter);
+    return entry?.confirmed ? entry.qos : null;
   }
 
   /** Internal: Subscription.unsubscribe(). */

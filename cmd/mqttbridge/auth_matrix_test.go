@@ -14,6 +14,7 @@ import (
 	"github.com/mqttbridge/mqttbridge"
 	"github.com/mqttbridge/mqttbridge/internal/apitest"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
+	"github.com/mqttbridge/mqttbridge/web"
 )
 
 // credential is one column of the matrix: the headers sent, and the topic
@@ -69,7 +70,8 @@ func ws(t *testing.T, in *instance, root string, header []string) int {
 
 // Every endpoint answers every kind of credential with the exact status:
 // 401 for none or bad ones, 403 for a good one on a topic it may not use,
-// success for a good one on its own topics. Health and readiness never
+// success for a good one on its own topics. Health and readiness, and the
+// console's files and the spec (auth.public_console, on by default), never
 // need credentials; unknown paths do.
 func TestAuthMatrix(t *testing.T) {
 	logs := &testenv.SyncBuffer{}
@@ -135,6 +137,8 @@ func TestAuthMatrix(t *testing.T) {
 				got := e.call(t, in, root, c.header)
 				var want int
 				switch {
+				case public(strings.TrimPrefix(e.name, "GET ")):
+					want = http.StatusOK
 				case c.root == "":
 					want = http.StatusUnauthorized
 				case strings.HasSuffix(c.name, "denied"):
@@ -161,7 +165,7 @@ func TestAuthMatrix(t *testing.T) {
 		method, path := r[0], r[1]
 		p := strings.NewReplacer("{topic}", "users/alice/x", "{name}", "hook", "{id}", "1-0").Replace(path)
 		want := http.StatusUnauthorized
-		if path == "/healthz" || path == "/readyz" {
+		if path == "/healthz" || path == "/readyz" || public(path) {
 			want = http.StatusOK
 		}
 		req, _ := http.NewRequest(strings.ToUpper(method), in.base+p, nil)
@@ -189,6 +193,12 @@ func TestAuthMatrix(t *testing.T) {
 			t.Errorf("the log holds a credential %.12q…", secret)
 		}
 	}
+}
+
+// public reports whether path is served without credentials by default:
+// the console's files and the spec (they hold no data).
+func public(path string) bool {
+	return slices.Contains(web.Paths(), path) || path == "/openapi.yaml"
 }
 
 func decodeInto(b []byte, v any) error { return jsonUnmarshal(string(b), v) }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -138,8 +139,15 @@ func (s *security) forWS() wsproxy.Authenticator {
 	return s.authn
 }
 
+// webConsole serves the console; with API keys or JWTs configured it
+// opens on a sign-in page (a browser's client certificate needs none).
+func (m *Main) webConsole() http.Handler {
+	a := m.Config.Auth
+	return web.Handler(web.Options{SignIn: len(a.APIKeys) > 0 || len(a.JWT.Algorithms) > 0})
+}
+
 // publicPaths are served without credentials: the console page, its
-// scripts and the spec, when auth.public_console is set.
+// scripts and the spec, when auth.public_console is set (the default).
 func (m *Main) publicPaths() []string {
 	if !m.Config.Auth.PublicConsole {
 		return nil

@@ -60,7 +60,7 @@ func TestLoadDefaults(t *testing.T) {
 			PongTimeout: Duration(60 * time.Second), MaxPending: 1000, SessionTTL: Duration(5 * time.Minute),
 		},
 		History: History{Size: 10000, Age: Duration(time.Hour)},
-		Auth:    Auth{TicketTTL: Duration(30 * time.Second), TicketsPerIdentity: 100, TicketRate: 10, TicketBurst: 20, JWT: JWT{NameClaim: "sub", JWKSRefresh: Duration(15 * time.Minute)}},
+		Auth:    Auth{TicketTTL: Duration(30 * time.Second), TicketsPerIdentity: 100, TicketRate: 10, TicketBurst: 20, PublicConsole: true, JWT: JWT{NameClaim: "sub", JWKSRefresh: Duration(15 * time.Minute)}},
 		Limits: Limits{TopicLength: 65535, TopicLevels: 64, SubscriptionsPerConnection: 1000, ConnectionsPerIdentity: 100,
 			PublishRate: 100, PublishBurst: 200, RequestRate: 10, RequestBurst: 20, ReadRate: 100, ReadBurst: 200},
 		Request:   Request{ReplyPrefix: "mqttbridge/reply/", Timeout: Duration(10 * time.Second), MaxTimeout: Duration(time.Minute)},

@@ -41,7 +41,6 @@ func TestSecurityValidation(t *testing.T) {
 		{"tickets per identity", "auth: {tickets_per_identity: 0}", "auth.tickets_per_identity", []string{"at least 1"}},
 		{"ticket rate", "auth: {ticket_rate: 0}", "auth.ticket_rate", []string{"more than 0"}},
 		{"ticket burst", "auth: {ticket_burst: 0}", "auth.ticket_burst", []string{"at least 1"}},
-		{"public console without auth", "auth: {public_console: true}", "auth.public_console", []string{"only used with authentication"}},
 		{"topic_length", "limits: {topic_length: 70000}", "limits.topic_length", []string{"65535"}},
 		{"negative levels", "limits: {topic_levels: -1}", "limits.topic_levels", []string{"0 (no limit)"}},
 		{"burst", "limits: {publish_rate: 5, publish_burst: 0}", "limits.publish_burst", []string{"at least 1"}},
