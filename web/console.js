@@ -465,12 +465,12 @@ const stateCount = $("state-count");
 const current = new Map(); // topic -> {msg, tr}
 let topicsDropped = 0;
 
-function ageText(ms) {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-  return `${Math.floor(s / 86400)} d ago`;
+/** A duration in seconds, rounded down to the unit that reads best. */
+function duration(s) {
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.floor(s / 60)} min`;
+  if (s < 172800) return `${Math.floor(s / 3600)} h`;
+  return `${Math.floor(s / 86400)} d`;
 }
 
 const expiresAt = (msg) => {
@@ -483,12 +483,12 @@ const expiresAt = (msg) => {
 function renderAge(entry, now) {
   const { msg, tr } = entry;
   const at = Date.parse(msg.received_at);
-  tr.cells[2].firstChild.textContent = Number.isNaN(at) ? "" : ageText(now - at);
+  tr.cells[2].firstChild.textContent = Number.isNaN(at) ? "" : `${duration(Math.max(0, Math.floor((now - at) / 1000)))} ago`;
   const exp = expiresAt(msg);
   const badge = tr.cells[3].querySelector('[data-testid="expiry"]');
   if (exp !== null && badge) {
     const left = Math.ceil((exp - now) / 1000);
-    badge.textContent = left > 0 ? `expires in ${left} s` : "expired";
+    badge.textContent = left > 0 ? `expires in ${duration(left)}` : "expired";
     badge.classList.toggle("expired", left <= 0);
   }
 }

@@ -200,15 +200,16 @@ func TestClientJS(t *testing.T) {
 
 // TestCredentialsInBrowser runs auth.test.mjs against a bridge with
 // authentication on: client.js given an API key, a JWT or a credentials
-// callback gets a ticket before every (re)connection, and the console's
-// credential field does the same in Chromium (skipped without it).
+// callback gets a ticket before every (re)connection, and in Chromium
+// (skipped without it) the console opens on a sign-in page, signs in with
+// an API key or a JWT, refuses a wrong one clearly, and forgets it on
+// sign-out.
 func TestCredentialsInBrowser(t *testing.T) {
 	needNode(t)
 	const apiKey = "mbk_web-e2e-key-0123456789abcdef"
 	hmacKey := "an HMAC secret of at least 32 bytes, for the web tests"
 	conf := filepath.Join(t.TempDir(), "auth.yaml")
 	yaml := fmt.Sprintf(`auth:
-  public_console: true
   api_keys:
     - {name: web, sha256: %s, rules: {publish: ['auth/#'], subscribe: ['auth/#']}}
   jwt:
@@ -225,7 +226,7 @@ func TestCredentialsInBrowser(t *testing.T) {
 	}
 	b := startBridge(t, "--config", conf)
 	_, root := buildBridge(t)
-	runNode(t, root, 90*time.Second, []string{
+	runNode(t, root, 120*time.Second, []string{
 		"MQTTBRIDGE_URL=" + b.base,
 		"MQTTBRIDGE_API_KEY=" + apiKey,
 		"MQTTBRIDGE_JWT=" + jwtToken,
@@ -233,9 +234,11 @@ func TestCredentialsInBrowser(t *testing.T) {
 	}, "--test", "--test-reporter=spec", filepath.Join("web", "e2e", "auth.test.mjs"))
 }
 
-// TestConsoleInBrowser opens the console in Chromium: subscribe, receive
-// what mosquitto_pub sends, publish to a mosquitto_sub, and a screenshot
-// (also web/e2e/console.png when MQTTBRIDGE_SCREENSHOT is set).
+// TestConsoleInBrowser opens the console in Chromium: the State view's
+// current values updated in place, the message log in id order, the
+// granted QoS, receiving what mosquitto_pub sends, publishing (QoS 2) to a
+// mosquitto_sub, and a screenshot of the State view (also
+// docs/img/console-state.png when MQTTBRIDGE_SCREENSHOT is set).
 func TestConsoleInBrowser(t *testing.T) {
 	needNode(t)
 	if _, err := os.Stat(chromium); err != nil {
@@ -244,7 +247,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b := startBridge(t)
 	_, root := buildBridge(t)
 	shot := filepath.Join(t.TempDir(), "console.png")
-	runNode(t, root, 75*time.Second, nil, "--test-reporter=spec",
+	runNode(t, root, 100*time.Second, nil, "--test-reporter=spec",
 		filepath.Join("web", "e2e", "console.test.mjs"), b.base, fmt.Sprint(b.mqttPort), shot)
 	png, err := os.ReadFile(shot)
 	if err != nil {

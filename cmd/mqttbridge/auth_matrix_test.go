@@ -13,6 +13,7 @@ import (
 
 	"github.com/mqttbridge/mqttbridge"
 	"github.com/mqttbridge/mqttbridge/internal/apitest"
+	"github.com/mqttbridge/mqttbridge/internal/config"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
 	"github.com/mqttbridge/mqttbridge/web"
 )
@@ -202,3 +203,33 @@ func public(path string) bool {
 }
 
 func decodeInto(b []byte, v any) error { return jsonUnmarshal(string(b), v) }
+
+// With API keys or JWTs the console opens on its sign-in page, served
+// without credentials (it holds no data); auth.public_console: false puts
+// it behind credentials, and without authentication there is no sign-in.
+func TestConsoleSignInPage(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		change func(*config.Config)
+		status int
+		signIn bool
+	}{
+		{"auth on", withAuth, http.StatusOK, true},
+		{"auth on, public_console false", func(c *config.Config) { withAuth(c); c.Auth.PublicConsole = false }, http.StatusUnauthorized, false},
+		{"auth off", nil, http.StatusOK, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := startWith(t, c.change)
+			in.waitReady(t)
+			for _, path := range web.Paths() {
+				resp, body := in.doBad(t, http.MethodGet, path, nil)
+				if resp.StatusCode != c.status {
+					t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, c.status)
+				}
+				if path == "/" && strings.Contains(string(body), `data-auth="required"`) != c.signIn {
+					t.Errorf("GET /: sign-in page %v, want %v", !c.signIn, c.signIn)
+				}
+			}
+		})
+	}
+}

@@ -1,10 +1,11 @@
 // client.js and the console with authentication on: given a credential
 // they get a one-time ticket (POST /v1/tickets) before every connection and
-// reconnection. web/e2e_test.go starts a bridge with API keys, HS256 JWTs
-// and a public console, and runs this with MQTTBRIDGE_URL,
+// reconnection, and the console opens on a sign-in page. web/e2e_test.go
+// starts a bridge with API keys and HS256 JWTs (the console's files public,
+// the default), and runs this with MQTTBRIDGE_URL,
 // MQTTBRIDGE_API_KEY (may use auth/#), MQTTBRIDGE_JWT (subject "jwtuser",
 // may use auth/jwtuser/#) and MQTTBRIDGE_MQTT_PORT; without them every test
-// here is skipped. The console test also needs Chromium.
+// here is skipped. The console tests also need Chromium.
 
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
@@ -105,7 +106,9 @@ describe("client.js with a credential", { skip, timeout: 60000 }, () => {
   });
 });
 
-test("console in Chromium: the credential field, tickets on connect and reconnect", { skip: skip || (!existsSync(CHROMIUM) && `${CHROMIUM} is missing`), timeout: 60000 }, async (t) => {
+/** Chromium on the console at / of the bridge with authentication on, with
+ * the ticket requests and WebSocket URLs it makes recorded. */
+async function openConsole(t) {
   const { chromium } = await import("playwright-core");
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, timeout: 20000 });
   t.after(() => browser.close());
@@ -119,21 +122,45 @@ test("console in Chromium: the credential field, tickets on connect and reconnec
   page.on("websocket", (ws) => wsURLs.push(ws.url()));
   const pageErrors = [];
   page.on("pageerror", (err) => pageErrors.push(err.message));
-
   await page.goto(new URL("/", base).href);
-  // Without a credential the console cannot connect.
-  await waitFor("a refused attempt", () => wsURLs.length >= 1, 10000);
-  assert.notEqual(await page.getByTestId("state").getAttribute("data-state"), "open");
-  assert.equal(new URL(wsURLs[0]).searchParams.get("access_token"), null);
+  return { page, ticketPosts, wsURLs, pageErrors };
+}
 
-  await page.getByLabel("Credential").fill(apiKey);
-  await page.getByTestId("credential-submit").click();
+const storedCredential = (page) => page.evaluate(() => sessionStorage.getItem("mqttbridge.credential"));
+
+const chromiumSkip = skip || (!existsSync(CHROMIUM) && `${CHROMIUM} is missing`);
+
+test("console in Chromium: sign in with an API key, tickets on connect and reconnect, sign out forgets it", { skip: chromiumSkip, timeout: 60000 }, async (t) => {
+  const { page, ticketPosts, wsURLs, pageErrors } = await openConsole(t);
+
+  // With authentication on, / is the sign-in page (not a JSON 401), and
+  // nothing connects before a credential is given.
+  await page.getByTestId("signin").waitFor();
+  assert.equal(await page.getByTestId("console").isHidden(), true);
+  assert.equal(await page.getByRole("heading", { name: "Sign in" }).count(), 1);
+  assert.equal(await page.evaluate(() => document.activeElement.id), "cred", "the field has the focus");
+  assert.match(await page.getByTestId("state").textContent(), /Not signed in/);
+  assert.equal(wsURLs.length + ticketPosts.length, 0);
+
+  // An empty form says what to do.
+  await page.getByTestId("signin-submit").click();
+  assert.equal(await page.getByTestId("signin-error").textContent(), "Paste an API key or a JWT.");
+
+  // Typed and sent with Enter, as a person would.
+  await page.getByLabel("API key or JWT").fill(apiKey);
+  await page.getByLabel("API key or JWT").press("Enter");
   await page.waitForSelector('[data-testid="state"][data-state="open"]');
+  await page.getByTestId("console").waitFor();
+  assert.equal(await page.getByTestId("signin").isHidden(), true);
   assert.equal(ticketPosts.length, 1);
-  assert.equal((await ticketPosts[0]).authorization, `Bearer ${apiKey}`);
+  const sent = await ticketPosts[0];
+  assert.equal(sent["x-api-key"], apiKey, "an API key goes as X-API-Key");
+  assert.equal(sent.authorization, undefined);
   const opened = wsURLs.at(-1);
   assert.match(new URL(opened).searchParams.get("access_token"), /^mbt_/);
   assert.ok(!opened.includes(apiKey), "the API key is in no URL");
+  assert.equal(await storedCredential(page), apiKey, "kept in the tab's sessionStorage");
+  assert.equal(await page.evaluate(() => localStorage.length), 0, "nothing in localStorage");
 
   // Subscribe and receive, as this identity.
   const topic = unique("console");
@@ -141,7 +168,7 @@ test("console in Chromium: the credential field, tickets on connect and reconnec
   await page.getByTestId("subscribe-submit").click();
   await page.waitForSelector(`[data-testid="subscription"][data-filter="${topic}"]`);
   await mosquittoPub(topic, "hello");
-  await page.locator(`tr[data-topic="${topic}"]`).waitFor();
+  await page.locator(`#state-rows tr[data-topic="${topic}"]`).waitFor();
 
   // A dropped connection reconnects with a new ticket.
   await page.evaluate(() => globalThis.mqttbridge._dropForTest());
@@ -151,10 +178,61 @@ test("console in Chromium: the credential field, tickets on connect and reconnec
   assert.match(again, /^mbt_/);
   assert.notEqual(again, new URL(opened).searchParams.get("access_token"));
 
-  // A wrong credential shows the server's refusal.
-  await page.getByLabel("Credential").fill("mbk_wrong");
-  await page.getByTestId("credential-submit").click();
-  await page.waitForSelector('[data-testid="notice"]:not([hidden])');
-  assert.match(await page.getByTestId("notice").textContent(), /unauthorized: POST \/v1\/tickets: 401/);
+  // A reload in the same tab signs in again from sessionStorage.
+  await page.reload();
+  await page.waitForSelector('[data-testid="state"][data-state="open"]');
+  assert.equal(ticketPosts.length, 3);
+
+  // Sign out: the credential is forgotten, the connection closed, and
+  // nothing connects again, not even after a reload.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByTestId("signin").waitFor();
+  assert.match(await page.getByTestId("signin-status").textContent(), /Signed out/);
+  assert.equal(await storedCredential(page), null, "sessionStorage cleared");
+  assert.equal(await page.getByLabel("API key or JWT").inputValue(), "");
+  assert.equal(await page.evaluate(() => globalThis.mqttbridge), undefined);
+  assert.equal(await page.locator("#state-rows tr, #message-rows tr, [data-testid=subscription]").count(), 0, "nothing of the identity's data left on the page");
+  const posts = ticketPosts.length;
+  const sockets = wsURLs.length;
+  await new Promise((r) => setTimeout(r, 1500)); // longer than the first reconnect delay
+  await page.reload();
+  await page.getByTestId("signin").waitFor();
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(ticketPosts.length, posts, "no ticket asked for after sign-out");
+  assert.equal(wsURLs.length, sockets, "no connection after sign-out");
+  assert.deepEqual(pageErrors, []);
+});
+
+test("console in Chromium: sign in with a JWT; a wrong credential is a clear error and is not kept", { skip: chromiumSkip, timeout: 60000 }, async (t) => {
+  const { page, ticketPosts, wsURLs, pageErrors } = await openConsole(t);
+  await page.getByTestId("signin").waitFor();
+
+  await page.getByLabel("API key or JWT").fill("mbk_wrong");
+  await page.getByTestId("signin-submit").click();
+  await page.waitForSelector('[data-testid="signin-error"]:not([hidden])');
+  const error = await page.getByTestId("signin-error").textContent();
+  assert.match(error, /^The bridge did not accept this credential \(401 unauthorized: .+\)\. Check the API key or JWT, or get a new one\.$/);
+  assert.equal(await page.getByTestId("console").isHidden(), true, "still on the sign-in page");
+  assert.equal(await storedCredential(page), null, "a refused credential is not kept");
+  assert.equal(wsURLs.length, 0, "no WebSocket without a ticket");
+  const refused = ticketPosts.length;
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(ticketPosts.length, refused, "a refused credential is not tried again");
+
+  // Editing clears the error; a JWT goes as a bearer token.
+  await page.getByLabel("API key or JWT").fill(jwt);
+  assert.equal(await page.getByTestId("signin-error").isHidden(), true);
+  await page.getByTestId("signin-submit").click();
+  await page.waitForSelector('[data-testid="state"][data-state="open"]');
+  assert.equal((await ticketPosts.at(-1)).authorization, `Bearer ${jwt}`);
+  assert.ok(!wsURLs.at(-1).includes(jwt), "the JWT is in no URL");
+  // Its rules apply: its own topics, not another's.
+  await page.getByLabel("Topic filter").fill("auth/jwtuser/#");
+  await page.getByTestId("subscribe-submit").click();
+  await page.waitForSelector('[data-testid="subscription"][data-filter="auth/jwtuser/#"]');
+  await page.getByLabel("Topic filter").fill("auth/other/#");
+  await page.getByTestId("subscribe-submit").click();
+  await page.waitForSelector('[data-testid="subscribe-error"]:not([hidden])');
+  assert.match(await page.getByTestId("subscribe-error").textContent(), /^forbidden: /);
   assert.deepEqual(pageErrors, []);
 });
