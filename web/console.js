@@ -136,7 +136,6 @@ function signOut(why = {}) {
   credential = "";
   signingIn = false;
   store("");
-  credInput.value = "";
   bridge?.close();
   bridge = null;
   globalThis.mqttbridge = undefined;
@@ -144,7 +143,10 @@ function signOut(why = {}) {
   showSignIn(why);
 }
 
-signoutButton.addEventListener("click", () => signOut({ status: "Signed out. The credential was removed from this tab." }));
+signoutButton.addEventListener("click", () => {
+  credInput.value = "";
+  signOut({ status: "Signed out. The credential was removed from this tab." });
+});
 
 // ------------------------------------------------------ connection ----
 
