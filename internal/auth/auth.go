@@ -224,6 +224,8 @@ func (a *Authenticator) token(ctx context.Context, tok string, ticketsOK bool) (
 		return a.redeemTicket(ctx, tok)
 	case a.jwt != nil && strings.Count(tok, ".") == 2:
 		return a.jwt.verify(tok)
+	case a.jwt != nil && len(a.keys) == 0:
+		return bridge.Identity{}, unauthorized("invalid token: not a JWT (three base64url parts separated by dots)")
 	}
 	return a.apiKey(tok)
 }
@@ -231,6 +233,9 @@ func (a *Authenticator) token(ctx context.Context, tok string, ticketsOK bool) (
 func (a *Authenticator) apiKey(key string) (bridge.Identity, error) {
 	if key == "" {
 		return bridge.Identity{}, unauthorized("empty API key")
+	}
+	if len(a.keys) == 0 {
+		return bridge.Identity{}, unauthorized("this server accepts no API keys (auth.api_keys is empty): send a JWT as Authorization: Bearer <token>")
 	}
 	k, ok := a.keys[sha256.Sum256([]byte(key))]
 	if !ok {

@@ -440,3 +440,18 @@ func TestIdentityKinds(t *testing.T) {
 		t.Errorf("certificate: %q, %v", id.Key(), err)
 	}
 }
+
+// With only JWT configured, a token that is no JWT and an X-API-Key say so
+// instead of "unknown API key" (a server that has none).
+func TestOnlyJWTErrors(t *testing.T) {
+	a := newAuth(t, func(c *Config) { c.APIKeys = nil })
+	for r, want := range map[*http.Request]string{
+		req("Authorization", "Bearer garbage"): "not a JWT",
+		req("X-API-Key", "abc"):                "accepts no API keys",
+	} {
+		_, err := a.Authenticate(r, false)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "unknown API key") {
+			t.Errorf("%v: %v, want %q", r.Header, err, want)
+		}
+	}
+}
