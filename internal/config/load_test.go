@@ -255,6 +255,18 @@ func TestConfigFileProblems(t *testing.T) {
 		t.Errorf("syntax error = %v, want one problem with the file's position", err)
 	}
 
+	// The line named is the one that breaks the document, not where its
+	// enclosing block began (yaml.v3 names line 2 for these).
+	for doc, line := range map[string]string{
+		"http:\n  addr: ':1'\n mqtt:\n  url: mqtt://b:1883\n": "3",
+		"http:\n  addr: ':1'\nmqtt:\n  url: mqtt://b:1883\n    topics: [a]\n": "5",
+	} {
+		_, err = loadYAML(t, doc, nil, nil)
+		if ve := validationErrors(err); len(ve) != 1 || !strings.HasSuffix(ve[0].Source, "mqttbridge.yaml:"+line) {
+			t.Errorf("%q: %v, want the problem at line %s", doc, err, line)
+		}
+	}
+
 	// Duplicate keys: yaml.v3's strict decode catches them.
 	_, err = loadYAML(t, "http:\n  addr: ':1'\n  addr: ':2'\n", nil, nil)
 	if ve := validationErrors(err); len(ve) != 1 || !strings.HasSuffix(ve[0].Source, "mqttbridge.yaml:3") ||
