@@ -129,11 +129,12 @@ type mqttConn struct {
 	pending map[uint16][]byte // partly refused SUBSCRIBEs by packet id (subackPending where the broker's codes go)
 
 	done      chan struct{}
+	cancel    context.CancelFunc // ends run's context, with done
 	closeOnce sync.Once
 }
 
-func newMQTTConn(s *MQTTServer, ws *websocket.Conn, id bridge.Identity, up net.Conn) *mqttConn {
-	return &mqttConn{s: s, ws: ws, id: id, log: s.log, upstream: up, pending: map[uint16][]byte{}, done: make(chan struct{}),
+func newMQTTConn(s *MQTTServer, ws *websocket.Conn, id bridge.Identity, up net.Conn, cancel context.CancelFunc) *mqttConn {
+	return &mqttConn{s: s, ws: ws, id: id, log: s.log, upstream: up, pending: map[uint16][]byte{}, done: make(chan struct{}), cancel: cancel,
 		verdicts: map[string]bool{}, released: map[uint16]struct{}{}}
 }
 
@@ -207,6 +208,7 @@ func (c *mqttConn) run(ctx context.Context) {
 func (c *mqttConn) end(reason5 byte, code int, text string) {
 	c.closeOnce.Do(func() {
 		close(c.done)
+		c.cancel()
 		_ = c.upstream.Close()
 		if reason5 != noDisconnect {
 			c.wmu.Lock()
@@ -550,68 +552,39 @@ func (c *mqttConn) publish(ctx context.Context, p packet, up net.Conn) error {
 	if err := topic.ValidateName(pub.topic); err != nil {
 		return malformed("topic name %q: %v", reasonString(pub.topic), err)
 	}
-	if err := c.checkPublish(ctx, pub.topic, pub.respTo, pub.qos); err != nil {
-		c.s.cfg.Bridge.Metrics().Published(pub.qos, bridge.ErrorCode(err))
-		if c.version != mqtt5 {
-			return refused{err}
-		}
-		c.logDebug("mqtt proxy: publish refused", "topic", pub.topic, "err", err)
-		reason := ""
-		if c.problemInfo {
-			reason = reasonString(errMessage(err))
-		}
-		switch pub.qos {
-		case 1:
-			return c.write(ackPacket(packets.PUBACK, pub.id, publishReason(err), reason))
-		case 2:
-			return c.write(ackPacket(packets.PUBREC, pub.id, publishReason(err), reason))
-		}
-		return nil
+	msg := bridge.Message{Topic: pub.topic, QoS: pub.qos, Properties: bridge.Properties{ResponseTopic: pub.respTo}}
+	var sent error
+	err = c.s.cfg.Bridge.Forward(ctx, c.id, c.s.cfg.Broker, msg, func() error {
+		sent = c.toBroker(up, p.bytes())
+		return sent
+	})
+	switch {
+	case err == nil:
+		return sent
+	case ctx.Err() != nil: // the connection ended while waiting for budget
+		return io.EOF
+	case c.version != mqtt5:
+		return refused{err}
 	}
-	for {
-		err := c.s.cfg.Limiter.Allow(c.id, bridge.ActionPublish)
-		if err == nil {
-			break
-		}
-		wait := 100 * time.Millisecond
-		if e, ok := errors.AsType[*bridge.Error](err); ok && e.RetryAfter > 0 {
-			wait = min(e.RetryAfter, time.Second)
-		}
-		select {
-		case <-time.After(wait):
-		case <-c.done:
-			return io.EOF
-		}
+	c.logDebug("mqtt proxy: publish refused", "topic", pub.topic, "err", err)
+	reason := ""
+	if c.problemInfo {
+		reason = reasonString(errMessage(err))
 	}
-	if err := c.toBroker(up, p.bytes()); err != nil {
-		return err
+	switch pub.qos {
+	case 1:
+		return c.write(ackPacket(packets.PUBACK, pub.id, publishReason(err), reason))
+	case 2:
+		return c.write(ackPacket(packets.PUBREC, pub.id, publishReason(err), reason))
 	}
-	c.s.cfg.Bridge.Metrics().Published(pub.qos, "ok")
 	return nil
 }
 
-// checkPublish checks a topic name the client publishes to (or names in its
-// will), with the message's response topic (MQTT 5; "" when none): the
-// bridge's checks and the proxied broker's topics.
+// checkPublish checks a topic name the client names in its will, with the
+// message's response topic (MQTT 5; "" when none).
 func (c *mqttConn) checkPublish(ctx context.Context, name, responseTopic string, qos byte) error {
 	msg := bridge.Message{Topic: name, QoS: qos, Properties: bridge.Properties{ResponseTopic: responseTopic}}
-	if err := c.s.cfg.Bridge.CheckPublish(ctx, c.id, msg); err != nil {
-		return err
-	}
-	if !c.bridged(name) {
-		return bridge.Errorf(bridge.ECodeNotBridged, "the topic %q is not bridged to this broker", reasonString(name))
-	}
-	return nil
-}
-
-// bridged reports whether a topic name is among the proxied broker's topics.
-func (c *mqttConn) bridged(name string) bool {
-	for _, f := range c.s.cfg.Topics {
-		if topic.Match(f, name) {
-			return true
-		}
-	}
-	return false
+	return c.s.cfg.Bridge.CheckPublishOn(ctx, c.id, c.s.cfg.Broker, msg)
 }
 
 // mayReceive reports whether the identity may receive a delivery on a topic
@@ -624,9 +597,9 @@ func (c *mqttConn) mayReceive(ctx context.Context, name []byte) bool {
 		return ok
 	}
 	s := string(name)
-	err := c.s.cfg.Bridge.Authorize(ctx, c.id, bridge.ActionSubscribe, s)
-	ok := err == nil && c.bridged(s)
-	if err == nil || bridge.ErrorCode(err) == bridge.ECodeForbidden {
+	err := c.s.cfg.Bridge.MayReceiveOn(ctx, c.id, c.s.cfg.Broker, s)
+	ok := err == nil
+	if code := bridge.ErrorCode(err); ok || code == bridge.ECodeForbidden || code == bridge.ECodeNotBridged {
 		if len(c.verdicts) >= maxVerdicts {
 			clear(c.verdicts)
 		}
@@ -643,15 +616,7 @@ func (c *mqttConn) checkSubscribe(ctx context.Context, filter string) error {
 	if _, _, shared := topic.IsShared(filter); shared {
 		return errShared
 	}
-	if err := c.s.cfg.Bridge.CheckSubscribe(ctx, c.id, filter); err != nil {
-		return err
-	}
-	for _, f := range c.s.cfg.Topics {
-		if topic.Covers(f, filter) {
-			return nil
-		}
-	}
-	return bridge.Errorf(bridge.ECodeNotBridged, "the filter %q reaches beyond the topics bridged to this broker", reasonString(filter))
+	return c.s.cfg.Bridge.CheckSubscribeOn(ctx, c.id, c.s.cfg.Broker, filter)
 }
 
 // publishReason is the MQTT 5 reason code of a refused publish.

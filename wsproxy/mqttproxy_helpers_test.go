@@ -76,7 +76,7 @@ func newProxyEnv(t *testing.T, brokerURL string, mod func(*MQTTConfig, *bridge.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := MQTTConfig{Dial: d.Dial, Topics: []string{prefix + "/#"}, Authenticator: authn, ConnectTimeout: 5 * time.Second}
+	cfg := MQTTConfig{Dial: d.Dial, Broker: "test", Authenticator: authn, ConnectTimeout: 5 * time.Second}
 	if mod != nil {
 		mod(&cfg, &bc)
 	}

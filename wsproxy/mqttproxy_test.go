@@ -613,8 +613,8 @@ func TestMQTTProxyCredentials(t *testing.T) {
 // limitOnce refuses the first n publishes, asking to retry after 100 ms.
 type limitOnce struct{ n atomic.Int32 }
 
-func (l *limitOnce) Allow(bridge.Identity, bridge.Action) error {
-	if l.n.Add(-1) >= 0 {
+func (l *limitOnce) Allow(_ bridge.Identity, a bridge.Action) error {
+	if a == bridge.ActionPublish && l.n.Add(-1) >= 0 {
 		return &bridge.Error{Code: bridge.ECodeRateLimited, RetryAfter: 100 * time.Millisecond, Message: "slow down"}
 	}
 	return nil
@@ -625,7 +625,7 @@ func (l *limitOnce) Allow(bridge.Identity, bridge.Action) error {
 func TestMQTTProxyRateLimit(t *testing.T) {
 	lim := &limitOnce{}
 	lim.n.Store(3)
-	e := newProxyEnv(t, testenv.MosquittoURL(t), func(c *MQTTConfig, _ *bridge.Config) { c.Limiter = lim })
+	e := newProxyEnv(t, testenv.MosquittoURL(t), func(_ *MQTTConfig, b *bridge.Config) { b.Limiter = lim })
 	c := e.dial(t, aliceKey)
 	if rc := c.connect311("rate", 30, nil, ""); rc != 0 {
 		t.Fatalf("CONNACK %d", rc)
