@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 	"github.com/mqttbridge/mqttbridge/internal/origin"
 )
 
@@ -90,8 +91,8 @@ func NewMQTT(cfg MQTTConfig) (*MQTTServer, error) {
 	if cfg.MaxPacketSize <= 0 {
 		cfg.MaxPacketSize = 1 << 20
 	}
-	if cfg.MaxPacketSize > maxVBI {
-		cfg.MaxPacketSize = maxVBI
+	if cfg.MaxPacketSize > mqttpacket.MaxVBI {
+		cfg.MaxPacketSize = mqttpacket.MaxVBI
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 5 * time.Minute
