@@ -165,7 +165,6 @@ func (d *decoder) properties(what string, kind byte) (raw []byte, props *packets
 	return raw, props
 }
 
-
 func (d *decoder) end(what string) {
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d bytes after the end of the %s", len(d.b), what)
