@@ -82,11 +82,11 @@ func buildBridge(t *testing.T) (bin, root string) {
 func needNode(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("SKIPPED: node is not installed, so client.js and the console are not tested. Install Node.js 20+ and run `make web-deps`.")
+		testenv.SkipMissing(t, "node is not installed, so client.js and the console are not tested. Install Node.js 20+ and run `make web-deps`.")
 	}
 	for _, pkg := range []string{"playwright-core", "ws"} {
 		if _, err := os.Stat(filepath.Join("e2e", "node_modules", pkg, "package.json")); err != nil {
-			t.Skipf("SKIPPED: the npm package %s is not installed in web/e2e, so client.js and the console are not tested. Run `make web-deps`.", pkg)
+			testenv.SkipMissing(t, "the npm package %s is not installed in web/e2e, so client.js and the console are not tested. Run `make web-deps`.", pkg)
 		}
 	}
 }
@@ -200,7 +200,7 @@ func TestClientJS(t *testing.T) {
 func TestConsoleInBrowser(t *testing.T) {
 	needNode(t)
 	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("SKIPPED: %s is missing, so the console is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
+		testenv.SkipMissing(t, "%s is missing, so the console is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
 	}
 	b := startBridge(t)
 	_, root := buildBridge(t)
@@ -221,10 +221,10 @@ func TestConsoleInBrowser(t *testing.T) {
 func TestMQTTJSInBrowser(t *testing.T) {
 	needNode(t)
 	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("SKIPPED: %s is missing, so MQTT.js is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
+		testenv.SkipMissing(t, "%s is missing, so MQTT.js is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
 	}
 	if _, err := os.Stat(filepath.Join("e2e", "node_modules", "mqtt", "dist", "mqtt.min.js")); err != nil {
-		t.Skip("SKIPPED: the npm package mqtt is not installed in web/e2e, so MQTT.js is not tested in a browser. Run `make web-deps`.")
+		testenv.SkipMissing(t, "the npm package mqtt is not installed in web/e2e, so MQTT.js is not tested in a browser. Run `make web-deps`.")
 	}
 	b := startBridge(t)
 	_, root := buildBridge(t)

@@ -123,6 +123,10 @@ type Config struct {
 	QueueSize int
 	// Logger receives the Conn's logs; default: discard.
 	Logger *slog.Logger
+
+	// testHookConnectionUp, set by tests, runs first in onConnectionUp:
+	// autopaho's goroutine late to be scheduled.
+	testHookConnectionUp func()
 }
 
 // Conn is one connection to an MQTT v5 broker. It implements bridge.Upstream.
@@ -457,14 +461,10 @@ func (c *Conn) notifyLocked() {
 	c.changed = make(chan struct{})
 }
 
-// testHookConnectionUp, set by tests while no Conn runs, runs first in
-// onConnectionUp: autopaho's goroutine late to be scheduled.
-var testHookConnectionUp func()
-
 // onConnectionUp is called by autopaho (which must not be blocked) once the
 // CONNACK succeeded.
 func (c *Conn) onConnectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
-	if h := testHookConnectionUp; h != nil {
+	if h := c.cfg.testHookConnectionUp; h != nil {
 		h()
 	}
 	c.mu.Lock()
