@@ -52,6 +52,7 @@ func goTool() string {
 // buildBridge builds ./cmd/mqttbridge once per test binary.
 func buildBridge(t *testing.T) (bin, root string) {
 	t.Helper()
+	testenv.Long(t, "building the bridge for Node and the browser")
 	buildOnce.Do(func() {
 		out, err := exec.Command(goTool(), "list", "-m", "-f", "{{.Dir}}").Output()
 		if err != nil {

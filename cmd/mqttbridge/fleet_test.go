@@ -38,6 +38,7 @@ func startFleet(t *testing.T, n int, durableRedis bool) *fleet {
 // always on).
 func startFleetWith(t *testing.T, n int, durableRedis bool, mq testenv.MosquittoOptions) *fleet {
 	t.Helper()
+	testenv.Long(t, "a fleet of bridge processes")
 	mq.PersistenceDir = t.TempDir()
 	f := &fleet{mq: testenv.StartMosquitto(t, mq)}
 	f.mqttPort = f.mq.Port
@@ -342,9 +343,6 @@ func TestFleetClientInstanceKilled(t *testing.T) {
 // HTTP still works, and ingest catches up from the broker's session with
 // nothing lost.
 func TestFleetRedisOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes 20 s")
-	}
 	f := startFleet(t, 2, true)
 	var h history
 	subscribeInto(t, f.bridges[0].Addr, &h)

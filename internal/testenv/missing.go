@@ -18,3 +18,13 @@ func SkipMissing(tb testing.TB, format string, args ...any) {
 	}
 	tb.Skip("SKIPPED: " + msg)
 }
+
+// Long skips a test under go test -short (make check): the multi-process
+// fleets, Redis Sentinel and Cluster, browsers, rolling restarts and chaos
+// runs are make test's alone.
+func Long(tb testing.TB, what string) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("-short: " + what + " runs in make test")
+	}
+}
