@@ -4,8 +4,11 @@
 // TLS certificates.
 //
 // Helpers take a testing.TB, fail the test (never skip it) when a part does
-// not answer, and release what they start with tb.Cleanup. Only tests import
-// this package.
+// not answer, and release what they start with tb.Cleanup. Two decide
+// whether a test runs: Long leaves the slow tiers (fleets, Sentinel and
+// Cluster, browsers) out of go test -short, and SkipMissing skips a test
+// whose tool (Node, Chromium) is not installed, except with CI=true. Raw
+// MQTT is spoken with internal/mqttpacket. Only tests import this package.
 package testenv
 
 import (
