@@ -6,29 +6,19 @@ import (
 	"testing"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
-	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // A batch is all or nothing at the checks: one refused message (or one the
 // caller could not decode) and nothing is sent; otherwise every message
 // is published in order.
 func TestPublishBatch(t *testing.T) {
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	up := &recorder{}
-	b, err := bridge.New(bridge.Config{Store: store, Authorizer: authorizeAC{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AddRoute(bridge.Route{Filters: []string{"#"}, Upstream: up}); err != nil {
-		t.Fatal(err)
-	}
+	b, _ := testenv.NewBridge(t, bridge.Config{Authorizer: authorizeAC{}}, bridge.Route{Filters: []string{"#"}, Upstream: up})
 	ctx, id := context.Background(), bridge.Identity{Name: "alice"}
 	msgs := []bridge.Message{{Topic: "a/1"}, {Topic: "b/2"}, {Topic: "c/3"}}
 
-	_, err = b.PublishBatch(ctx, id, msgs, nil)
+	_, err := b.PublishBatch(ctx, id, msgs, nil)
 	r, ok := errors.AsType[*bridge.BatchRefused](err)
 	if !ok || len(r.Errs) != 3 || r.Errs[0] != nil || bridge.ErrorCode(r.Errs[1]) != bridge.ECodeForbidden || r.Errs[2] != nil {
 		t.Fatalf("a batch with b/2: %v, want refused at index 1 only", err)

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
-	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // named is an Upstream that only has a name: Forward's caller sends.
@@ -44,20 +44,9 @@ func (d *denyTimes) Allow(bridge.Identity, bridge.Action) error {
 // broker "two" owning c/#; the identity may act on a/ and c/ only.
 func newTwoBrokers(t *testing.T, cfg bridge.Config) *bridge.Bridge {
 	t.Helper()
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Store, cfg.Authorizer = store, authorizeAC{}
-	b, err := bridge.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range []bridge.Route{{Filters: []string{"a/#", "b/#"}, Upstream: named("one")}, {Filters: []string{"c/#"}, Upstream: named("two")}} {
-		if err := b.AddRoute(r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cfg.Authorizer = authorizeAC{}
+	b, _ := testenv.NewBridge(t, cfg, bridge.Route{Filters: []string{"a/#", "b/#"}, Upstream: named("one")},
+		bridge.Route{Filters: []string{"c/#"}, Upstream: named("two")})
 	return b
 }
 

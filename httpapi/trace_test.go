@@ -17,9 +17,9 @@ import (
 
 	"github.com/mqttbridge/mqttbridge"
 	"github.com/mqttbridge/mqttbridge/bridge"
-	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/apitest"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // sentLog is fakeUpstream that also keeps what it was sent.
@@ -76,18 +76,8 @@ func newTracedEnv(t *testing.T, tracing bool) *tracedEnv {
 	if tracing {
 		tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	}
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(bridge.Config{Store: store, TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
 	up := &sentLog{}
-	if err := b.AddRoute(bridge.Route{Filters: []string{"demo/#"}, Upstream: up}); err != nil {
-		t.Fatal(err)
-	}
+	b, store := testenv.NewBridge(t, bridge.Config{TracerProvider: tp}, bridge.Route{Filters: []string{"demo/#"}, Upstream: up})
 	e := &tracedEnv{rec: rec, up: up, logs: &lockedLog{}, ws: make(chan trace.SpanContext, 1)}
 	ws := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.ws <- trace.SpanContextFromContext(r.Context())

@@ -18,7 +18,6 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/acl"
 	"github.com/mqttbridge/mqttbridge/bridge/mqtt"
-	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 	"github.com/mqttbridge/mqttbridge/internal/auth"
 	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
@@ -68,11 +67,7 @@ func newProxyEnv(t *testing.T, brokerURL string, mod func(*MQTTConfig, *bridge.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc := bridge.Config{Store: store, Authorizer: acl.ACL{}}
+	bc := bridge.Config{Authorizer: acl.ACL{}}
 	d, err := mqtt.NewDialer(mqtt.Config{URL: brokerURL})
 	if err != nil {
 		t.Fatal(err)
@@ -81,14 +76,7 @@ func newProxyEnv(t *testing.T, brokerURL string, mod func(*MQTTConfig, *bridge.C
 	if mod != nil {
 		mod(&cfg, &bc)
 	}
-	b, err := bridge.New(bc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AddRoute(bridge.Route{Filters: []string{prefix + "/#"}, Upstream: nopUpstream{}}); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Bridge = b
+	cfg.Bridge, _ = testenv.NewBridge(t, bc, bridge.Route{Filters: []string{prefix + "/#"}, Upstream: nopUpstream{}})
 	s, err := NewMQTT(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +89,6 @@ func newProxyEnv(t *testing.T, brokerURL string, mod func(*MQTTConfig, *bridge.C
 			t.Errorf("Shutdown: %v", err)
 		}
 		hs.Close()
-		store.Close()
 	})
 	return &proxyEnv{url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/mqtt", broker: brokerURL, prefix: prefix, srv: s, http: hs}
 }
