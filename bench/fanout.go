@@ -89,8 +89,7 @@ type fanResult struct {
 	CPUBusyPct map[string]float64 `json:"cpu_busy_pct,omitempty"`
 	LoadAvg    float64            `json:"loadavg_1m"`
 	Capped     bool               `json:"capped,omitempty"`
-	Valid      bool               `json:"valid"`
-	Invalid    string             `json:"invalid_reason,omitempty"`
+	verdict
 }
 
 func (c *fanConfig) check() error {
@@ -704,20 +703,7 @@ func cmdFanout(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	res, err := runFanout(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		return writeJSON(os.Stdout, res)
-	}
-	printFanResult(os.Stdout, res)
-	if !res.Valid {
-		return fmt.Errorf("run invalid for publishing: %s", res.Invalid)
-	}
-	return nil
+	return report(asJSON, func(ctx context.Context) (*fanResult, error) { return runFanout(ctx, cfg) }, printFanResult)
 }
 
 func parsePids(s string) ([]int, error) {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,8 +68,7 @@ type genResult struct {
 	CPUBusyPct map[string]float64 `json:"cpu_busy_pct,omitempty"` // per CPU, whole machine
 	LoadAvg    float64            `json:"loadavg_1m"`
 	Capped     bool               `json:"capped,omitempty"` // stopped by the request cap
-	Valid      bool               `json:"valid"`
-	Invalid    string             `json:"invalid_reason,omitempty"`
+	verdict
 }
 
 // worker is one connection's closed loop.
@@ -451,29 +449,10 @@ func cmdHTTP(args []string) error {
 	if cfg.Headers, err = parseHeaders(headers); err != nil {
 		return err
 	}
-	for _, p := range strings.Split(pids, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			n, err := strconv.Atoi(p)
-			if err != nil {
-				return fmt.Errorf("-pids: %q is not a process id", p)
-			}
-			cfg.Pids = append(cfg.Pids, n)
-		}
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	res, err := runGen(ctx, cfg)
-	if err != nil {
+	if cfg.Pids, err = parsePids(pids); err != nil {
 		return err
 	}
-	if asJSON {
-		return writeJSON(os.Stdout, res)
-	}
-	printResult(os.Stdout, res)
-	if !res.Valid {
-		return fmt.Errorf("run invalid for publishing: %s", res.Invalid)
-	}
-	return nil
+	return report(asJSON, func(ctx context.Context) (*genResult, error) { return runGen(ctx, cfg) }, printResult)
 }
 
 func printResult(w io.Writer, r *genResult) {

@@ -255,7 +255,8 @@ func cmdRun(args []string) error {
 	return nil
 }
 
-func saveResults(path string, all []*scenarioResult) error {
+// saveResults writes a run's results as JSON to path.
+func saveResults(path string, all any) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err

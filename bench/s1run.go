@@ -144,7 +144,7 @@ func runS1(ctx context.Context, cfg *runConfig, md *bytes.Buffer) error {
 	}
 	systems := s1Systems()
 	var all []*s1Measurement
-	defer func() { _ = saveS1(s1Cfg.Out, all) }()
+	defer func() { _ = saveResults(s1Cfg.Out, all) }()
 	fmt.Fprintf(os.Stderr, "== S1: %d rounds of %v\n", cfg.Runs, cfg.Duration)
 	for round := 1; round <= cfg.Runs; round++ {
 		for i := range systems {
@@ -164,15 +164,6 @@ func runS1(ctx context.Context, cfg *runConfig, md *bytes.Buffer) error {
 	}
 	writeS1Tables(md, cfg, systems, all)
 	return nil
-}
-
-func saveS1(path string, all []*s1Measurement) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return writeJSON(f, all)
 }
 
 func s1RedisServer(cfg *runConfig) server {

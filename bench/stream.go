@@ -719,7 +719,7 @@ func cmdStream(args []string) error {
 		return fmt.Errorf("-qos %d: want 0 or 1", qos)
 	}
 	var err error
-	if cfg.Pids, err = s1Pids(pids); err != nil {
+	if cfg.Pids, err = parsePids(pids); err != nil {
 		return err
 	}
 	ctx, stop := signalContext()
@@ -743,18 +743,4 @@ func cmdStream(args []string) error {
 		return fmt.Errorf("run invalid: %s", res.Invalid)
 	}
 	return nil
-}
-
-func s1Pids(s string) ([]int, error) {
-	var out []int
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			n, err := strconv.Atoi(p)
-			if err != nil {
-				return nil, fmt.Errorf("-pids: %q is not a process id", p)
-			}
-			out = append(out, n)
-		}
-	}
-	return out, nil
 }
