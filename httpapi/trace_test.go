@@ -42,28 +42,11 @@ func (s *sentLog) last() bridge.Message {
 	return s.msgs[len(s.msgs)-1]
 }
 
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type tracedEnv struct {
 	*env
 	rec  *tracetest.SpanRecorder
 	up   *sentLog
-	logs *lockedLog
+	logs *testenv.SyncBuffer
 	ws   chan trace.SpanContext // what the WebSocket handler found in its context
 }
 
@@ -78,7 +61,7 @@ func newTracedEnv(t *testing.T, tracing bool) *tracedEnv {
 	}
 	up := &sentLog{}
 	b, store := testenv.NewBridge(t, bridge.Config{TracerProvider: tp}, bridge.Route{Filters: []string{"demo/#"}, Upstream: up})
-	e := &tracedEnv{rec: rec, up: up, logs: &lockedLog{}, ws: make(chan trace.SpanContext, 1)}
+	e := &tracedEnv{rec: rec, up: up, logs: &testenv.SyncBuffer{}, ws: make(chan trace.SpanContext, 1)}
 	ws := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.ws <- trace.SpanContextFromContext(r.Context())
 		w.WriteHeader(http.StatusBadRequest)

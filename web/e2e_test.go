@@ -114,7 +114,7 @@ func startBridge(t *testing.T) bridge {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	var out lockedBuffer
+	var out testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
@@ -231,21 +231,4 @@ func TestMQTTJSInBrowser(t *testing.T) {
 	_, root := buildBridge(t)
 	runNode(t, root, 75*time.Second, nil, "--test-reporter=spec",
 		filepath.Join("web", "e2e", "mqttjs-browser.test.mjs"), b.base, fmt.Sprint(b.mqttPort))
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
