@@ -291,15 +291,9 @@ func runGen(ctx context.Context, cfg genConfig) (*genResult, error) {
 	wall := t1.Sub(t0)
 	res.Seconds = wall.Seconds()
 	res.RPS = float64(res.Requests) / wall.Seconds()
-	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
-	res.P50ms, res.P90ms, res.P99ms, res.Maxms = ms(h.quantile(0.50)), ms(h.quantile(0.90)), ms(h.quantile(0.99)), ms(time.Duration(h.max))
+	res.P50ms, res.P90ms, res.P99ms, res.Maxms = h.millis()
 	res.GenCPUPct = 100 * float64(cpu1-cpu0) / float64(wall)
-	if len(cfg.Pids) > 0 {
-		res.PidCPUPct = map[string]float64{}
-		for i, pid := range cfg.Pids {
-			res.PidCPUPct[strconv.Itoa(pid)] = 100 * float64(pc1[i]-pc0[i]) / float64(wall)
-		}
-	}
+	res.PidCPUPct = pidCPUPct(cfg.Pids, pc0, pc1, wall)
 	res.CPUBusyPct = cpuBusyPct(sys0, sys1)
 	res.validate()
 	return res, nil

@@ -665,12 +665,7 @@ func runS1Stream(ctx context.Context, cfg s1Config) (*s1Result, error) {
 	res.MPS = float64(res.Received) / wall.Seconds()
 	res.Capped = last-first >= cfg.MaxMsgs
 	res.GenCPUPct = 100 * float64(cpu1-cpu0) / float64(wall)
-	if len(cfg.Pids) > 0 {
-		res.PidCPUPct = map[string]float64{}
-		for i, pid := range cfg.Pids {
-			res.PidCPUPct[strconv.Itoa(pid)] = 100 * float64(pc1[i]-pc0[i]) / float64(wall)
-		}
-	}
+	res.PidCPUPct = pidCPUPct(cfg.Pids, pc0, pc1, wall)
 	res.CPUBusyPct = cpuBusyPct(sys0, sys1)
 	res.LoadAvg = loadAvg()
 	var bad []string
