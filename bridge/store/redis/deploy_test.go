@@ -406,15 +406,8 @@ func callAllUnavailable(t *testing.T, s *Store, max time.Duration) {
 	}
 }
 
-func deadAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
+// deadAddr is a loopback address nothing listens on.
+func deadAddr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
 
 // hangingServer accepts connections and never answers.
 func hangingServer(t *testing.T) string {
