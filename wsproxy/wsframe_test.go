@@ -2,11 +2,15 @@ package wsproxy
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/mqttbridge/mqttbridge/bridge"
 )
 
 // The frames of /v1/ws are parsed by this package (wsframe.go) out of the
@@ -115,6 +119,47 @@ func TestPongTimeoutCloses(t *testing.T) {
 	}
 	if closeErr.Code != websocket.CloseNormalClosure {
 		t.Fatalf("closed with %d, want 1000", closeErr.Code)
+	}
+	waitFor(t, "the connection ended", func() bool { return len(e.conns()) == 0 })
+}
+
+// Over TLS the socket's readiness says nothing about whole records, so the
+// connection reads in a goroutine of its own (no poller), with the same
+// frames: the welcome, a request and its answer, a message, a clean close.
+func TestTLSConnectionReadsInGoroutine(t *testing.T) {
+	e := newWSEnv(t, nil)
+	ts := httptest.NewTLSServer(e.srv)
+	defer ts.Close()
+	d := websocket.Dialer{TLSClientConfig: ts.Client().Transport.(*http.Transport).TLSClientConfig}
+	ws, _, err := d.Dial("wss"+strings.TrimPrefix(ts.URL, "https")+"?filter=t/tls", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if f := readFrame(t, ws); f["type"] != "welcome" {
+		t.Fatalf("first frame %v", f)
+	}
+	waitFor(t, "subscribed", func() bool { return e.b.Subscriptions() > 0 })
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","id":"p"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if f := readFrame(t, ws); f["type"] != "pong" || f["ref"] != "p" {
+		t.Fatalf("got %v, want the pong", f)
+	}
+	e.b.Ingest(bridge.Message{Topic: "t/tls", Payload: []byte("m")})
+	if f := readFrame(t, ws); f["payload"] != "m" {
+		t.Fatalf("got %v, want the message", f)
+	}
+	for _, c := range e.conns() {
+		if c.watcher != nil {
+			t.Fatal("a TLS connection is in the poller")
+		}
+	}
+	if err := ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if code := readUntilClose(t, ws); code != websocket.CloseNormalClosure {
+		t.Fatalf("answered with %d", code)
 	}
 	waitFor(t, "the connection ended", func() bool { return len(e.conns()) == 0 })
 }
