@@ -6,13 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -214,37 +212,8 @@ func TestUnavailable(t *testing.T) {
 // answers (which a real Redis cannot be made to do without disturbing
 // others) costs each call no more than the Timeout.
 func TestTimeoutBoundsHang(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-		}
-	})
-	defer func() {
-		_ = ln.Close()
-		wg.Wait()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-	}()
-
-	c, err := NewClient("redis://" + ln.Addr().String())
+	addr := hangingServer(t)
+	c, err := NewClient("redis://" + addr)
 	if err != nil {
 		t.Fatal(err)
 	}
