@@ -193,3 +193,7 @@ func TestHistoryAgeClock(t *testing.T) {
 		t.Fatalf("After(%s) = %v, want a gap", a, err)
 	}
 }
+
+func TestAlarmsConformance(t *testing.T) {
+	storetest.RunAlarms(t, func(t *testing.T) bridge.AlarmStore { return newStore(t, Config{}) })
+}
