@@ -74,7 +74,7 @@ func TestSpecMatchesAlarms(t *testing.T) {
 	e := newAlarmEnv(t)
 	c := e.srv.Client()
 	e.b.Ingest(bridge.Message{Topic: "demo/alarm/p1", Payload: []byte("9.1"), QoS: 1, Retain: true})
-	e.b.Ingest(bridge.Message{Topic: "demo/other", Payload: []byte("9.1")})         // no alarm
+	e.b.Ingest(bridge.Message{Topic: "demo/other", Payload: []byte("9.1")})             // no alarm
 	e.b.Ingest(bridge.Message{Topic: "demo/acks/demo/alarm/p2", Payload: []byte("{}")}) // an ack topic: never raises
 	e.b.Ingest(bridge.Message{Topic: "demo/alarm/p1", Payload: []byte("9.4"), QoS: 1, Retain: true})
 	as := e.alarmsUntil(t, "", func(as []wire.Alarm) bool { return len(as) == 1 && as[0].Count == 2 })
