@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -314,4 +315,26 @@ func TestAlarmsAcrossInstances(t *testing.T) {
 	if got := get(b, escalated.ID); got.kinds() != "raised,escalated" || got.History[1].Webhook != "oncall" {
 		t.Fatalf("escalated history %+v", got.History)
 	}
+
+	// Either instance stops: the other applies what comes next, from
+	// where the fleet stopped.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	publish(pump, "still dry", false)
+	publish(plant+"/3/alarm/level", "low", false)
+	eventually(t, "the survivor applies", func() string {
+		as := list(b, "")
+		if len(as) != 3 {
+			return fmt.Sprint(as)
+		}
+		for _, x := range as {
+			if x.Topic == pump && x.Count != 2 {
+				return fmt.Sprint(as)
+			}
+		}
+		return ""
+	})
 }
