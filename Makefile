@@ -1,14 +1,22 @@
-# make test: vet and every test with the race detector, against the Mosquitto
-# on 127.0.0.1:1883 and the Redis on 127.0.0.1:6379 (see README.md).
+# make test: vet and every test with the race detector (the product's, then
+# the benchmark harness's smoke run), against the Mosquitto on
+# 127.0.0.1:1883 and the Redis on 127.0.0.1:6379 (see README.md).
 GO ?= go
 
-.PHONY: test vet web-deps fuzz build run chaos
+.PHONY: test vet web-deps fuzz build run chaos bench-smoke
 
 test: vet web-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) bench-smoke
 
 vet:
 	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
+
+# The benchmark harness (bench/, its own module) builds the bridge and runs
+# each scenario briefly: it still works. No timing is asserted.
+bench-smoke:
+	cd bench && $(GO) test -race -count=1 -timeout 10m ./...
 
 # What the browser tests of web/ need (web/e2e_test.go skips without it):
 # the npm packages pinned in web/e2e/package-lock.json and, installed only

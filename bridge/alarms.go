@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -390,7 +389,9 @@ func (b *Bridge) eachOpenAlarm(ctx context.Context, fn func(*Alarm)) error {
 // ListAlarms returns a page of the open alarms that q selects and id may
 // see (subscribe on the alarm's topic), newest first, and the cursor of
 // the next page ("" at the end). A filter that reaches nothing id may
-// see is refused.
+// see is refused. Cursors are sealed as List's are (cursors): opaque, and
+// good only for the same identity, filter and state. Each call takes a
+// read from the identity's budget (Limiter, ActionSubscribe).
 func (b *Bridge) ListAlarms(ctx context.Context, id Identity, q AlarmQuery) ([]Alarm, string, error) {
 	if q.Filter != "" {
 		if err := b.validateFilter(q.Filter); err != nil {
@@ -408,11 +409,12 @@ func (b *Bridge) ListAlarms(ctx context.Context, id Identity, q AlarmQuery) ([]A
 	case q.Limit > 1000:
 		q.Limit = 1000
 	}
+	scope := "alarms\x00" + q.Filter + "\x00" + q.State // no filter holds U+0000: never a List cursor
 	before := ""
 	if q.Cursor != "" {
-		var ok bool
-		if before, ok = decodeAlarmCursor(q.Cursor); !ok {
-			return nil, "", Errorf(ECodeInvalidRequest, "cursor is not a cursor of this list")
+		var err error
+		if before, err = b.cursors.open(ctx, b.cfg.Store, id, scope, q.Cursor); err != nil {
+			return nil, "", err
 		}
 	}
 	all := false // id may see every alarm the filter selects
@@ -428,6 +430,23 @@ func (b *Bridge) ListAlarms(ctx context.Context, id Identity, q AlarmQuery) ([]A
 	if len(b.al.cfgs) == 0 {
 		return []Alarm{}, "", nil
 	}
+	if err := b.cfg.Limiter.Allow(id, ActionSubscribe); err != nil {
+		return nil, "", err
+	}
+	out, next, err := b.listAlarms(ctx, id, q, before, all)
+	if err != nil || next == "" {
+		return out, "", err
+	}
+	if next, err = b.cursors.seal(ctx, b.cfg.Store, id, scope, next); err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// listAlarms reads open alarms older than before and keeps those q selects
+// and id may see (all: every one of q.Filter): a page and the id to go on
+// from ("" at the end).
+func (b *Bridge) listAlarms(ctx context.Context, id Identity, q AlarmQuery, before string, all bool) ([]Alarm, string, error) {
 	out := []Alarm{}
 	budget := 10*q.Limit + 100 // alarms read at most
 	batch := min(1000, max(q.Limit, 100))
@@ -453,31 +472,14 @@ func (b *Bridge) ListAlarms(ctx context.Context, id Identity, q AlarmQuery) ([]A
 				if end && i == len(page)-1 {
 					return out, "", nil
 				}
-				return out, encodeAlarmCursor(a.ID), nil
+				return out, a.ID, nil
 			}
 		}
 		if end {
 			return out, "", nil
 		}
 	}
-	return out, encodeAlarmCursor(before), nil
-}
-
-// encodeAlarmCursor makes a list position opaque.
-func encodeAlarmCursor(id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("a:" + id))
-}
-
-func decodeAlarmCursor(c string) (string, bool) {
-	raw, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(raw) < 3 || string(raw[:2]) != "a:" {
-		return "", false
-	}
-	id := string(raw[2:])
-	if _, _, err := ParseID(id); err != nil {
-		return "", false
-	}
-	return id, true
+	return out, before, nil
 }
 
 // errNoAlarm is the answer for an alarm id that is unknown.
@@ -507,6 +509,9 @@ func (b *Bridge) GetAlarm(ctx context.Context, id Identity, alarmID string) (Ala
 	if err := b.cfg.Authorizer.Authorize(ctx, id, ActionSubscribe, a.Topic); err != nil {
 		return Alarm{}, err
 	}
+	if err := b.cfg.Limiter.Allow(id, ActionSubscribe); err != nil {
+		return Alarm{}, err
+	}
 	return a, nil
 }
 
@@ -522,6 +527,9 @@ func (b *Bridge) AckAlarm(ctx context.Context, id Identity, alarmID, comment str
 		return Alarm{}, err
 	}
 	if err := b.cfg.Authorizer.Authorize(ctx, id, ActionPublish, a.Topic); err != nil {
+		return Alarm{}, err
+	}
+	if err := b.cfg.Limiter.Allow(id, ActionPublish); err != nil {
 		return Alarm{}, err
 	}
 	if len(comment) > MaxAlarmComment {

@@ -31,7 +31,8 @@ type Identity struct {
 	// for the anonymous caller.
 	Kind string
 	// Issuer qualifies Kind where names of one kind come from several
-	// authorities (a JWT's iss); may be empty.
+	// authorities: a JWT's iss when the bridge accepts tokens of any
+	// issuer; empty otherwise.
 	Issuer string
 	// ClientID is the client id of a connection, when there is one.
 	ClientID string
@@ -47,21 +48,41 @@ type Identity struct {
 // IsAnonymous reports whether id is the zero Identity's caller: no name.
 func (id Identity) IsAnonymous() bool { return id.Name == "" }
 
-// Key names the identity wherever a name keys state (broker client ids,
-// sessions, tickets, connection and rate limits): "<kind>:<name>", or
+// Key names the identity wherever a name keys state (broker client ids of
+// /mqtt, tickets, connection and rate limits): "<kind>:<name>", or
 // "<kind>@<issuer>:<name>" with an issuer, and "anonymous" for the
 // anonymous caller. Two identities of different kinds (an API key and a JWT
-// subject of the same name) never share a key. Names cannot hold '/', '+'
-// or '#'; the issuer is used as given, so callers that put a key into an
-// MQTT client id or a topic must escape it.
+// subject of the same name) or of different issuers never share a key.
+//
+// The encoding is injective and holds no '/', '+' or '#': the kind is one
+// of a closed set of letters, the issuer is percent-encoded (every byte but
+// A-Z a-z 0-9 - . _ ~), and names cannot hold '/', '+' or '#' (a name may
+// hold ':' or '@': it is always last). So "<key>/<anything>" is a key
+// followed by what comes after its first '/'.
 func (id Identity) Key() string {
 	if id.IsAnonymous() {
 		return "anonymous"
 	}
 	if id.Issuer != "" {
-		return id.Kind + "@" + id.Issuer + ":" + id.Name
+		return id.Kind + "@" + escapeIssuer(id.Issuer) + ":" + id.Name
 	}
 	return id.Kind + ":" + id.Name
+}
+
+// escapeIssuer percent-encodes every byte of s but the unreserved ones of
+// RFC 3986.
+func escapeIssuer(s string) string {
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.', c == '_', c == '~':
+			b = append(b, c)
+		default:
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		}
+	}
+	return string(b)
 }
 
 // Rules are topic permissions: MQTT filters per action, which may use %u
@@ -118,8 +139,10 @@ var _ Authorizer = AllowAll{}
 
 // Limiter rate-limits what an identity does. The Bridge calls Allow for
 // every publish (REST, batch items, WebSocket frames alike) and every
-// request, after the operation's checks and before it is sent; a refusal
-// is an *Error with ECodeRateLimited and RetryAfter set.
+// request, after the operation's checks and before it is sent, and with
+// ActionSubscribe for every read (Last, each List page, each Connect)
+// after its checks and before the store is asked; a refusal is an *Error
+// with ECodeRateLimited and RetryAfter set.
 type Limiter interface {
 	Allow(id Identity, action Action) error
 }

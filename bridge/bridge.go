@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -84,6 +85,7 @@ type Bridge struct {
 	wg     sync.WaitGroup
 
 	replies replies // requests waiting for their reply (request.go)
+	cursors cursors // seals List's cursors (cursor.go)
 
 	ingested   atomic.Uint64
 	ingestErrs atomic.Uint64
@@ -228,10 +230,21 @@ func (b *Bridge) checkPublish(ctx context.Context, id Identity, msg *Message) (U
 	if err := b.cfg.Authorizer.Authorize(ctx, id, ActionPublish, msg.Topic); err != nil {
 		return nil, err
 	}
+	// Whoever answers publishes to the response topic on the caller's
+	// behalf: the caller must be allowed to publish there itself.
+	if rt := msg.Properties.ResponseTopic; rt != "" {
+		if err := b.cfg.Authorizer.Authorize(ctx, id, ActionPublish, rt); err != nil {
+			if e, ok := errors.AsType[*Error](err); ok && e.Code == ECodeForbidden {
+				return nil, Errorf(ECodeForbidden, "the response topic: %s", e.Message)
+			}
+			return nil, err
+		}
+	}
 	return b.route(msg.Topic)
 }
 
-// Last returns the last value of an exact topic.
+// Last returns the last value of an exact topic. It takes a read from the
+// identity's budget (Limiter, ActionSubscribe).
 func (b *Bridge) Last(ctx context.Context, id Identity, name string) (Message, error) {
 	if err := b.validateName(name); err != nil {
 		return Message{}, err
@@ -242,13 +255,24 @@ func (b *Bridge) Last(ctx context.Context, id Identity, name string) (Message, e
 	if _, err := b.route(name); err != nil {
 		return Message{}, err
 	}
+	if err := b.cfg.Limiter.Allow(id, ActionSubscribe); err != nil {
+		return Message{}, err
+	}
 	return timeStore(b, "get", func() (Message, error) { return b.cfg.Store.Get(ctx, name) })
 }
 
-// List returns a page of last values of topics matching filter; see
-// Store.List. limit is clamped to 1..1000 (0 means 100).
-// Topics the identity may not read are left out (see listAllowed).
-func (b *Bridge) List(ctx context.Context, id Identity, filter, after string, limit int) ([]Message, string, error) {
+// List returns a page of last values of topics matching filter, ordered
+// by topic name, and the cursor of the next page ("" when there is none);
+// cursor is that of the previous page ("" for the first). limit is clamped
+// to 1..1000 (0 means 100). Topics the identity may not read are left out
+// (see listAllowed), so a page may hold fewer than limit messages, even
+// none, and still have a next cursor.
+//
+// A cursor is opaque (cursors): it reveals no topic name, and is good only
+// for the same identity and filter; any other is an *Error with
+// ECodeInvalidCursor. Each call takes a read from the identity's budget
+// (Limiter, ActionSubscribe).
+func (b *Bridge) List(ctx context.Context, id Identity, filter, cursor string, limit int) ([]Message, string, error) {
 	if err := b.validateFilter(filter); err != nil {
 		return nil, "", err
 	}
@@ -258,19 +282,37 @@ func (b *Bridge) List(ctx context.Context, id Identity, filter, after string, li
 	case limit > 1000:
 		limit = 1000
 	}
+	after := ""
+	if cursor != "" {
+		var err error
+		if after, err = b.cursors.open(ctx, b.cfg.Store, id, filter, cursor); err != nil {
+			return nil, "", err
+		}
+	}
+	var (
+		msgs []Message
+		next string
+	)
 	err := b.cfg.Authorizer.Authorize(ctx, id, ActionSubscribe, filter)
 	switch {
 	case err == nil:
-		var next string
-		msgs, err := timeStore(b, "list", func() (msgs []Message, err error) {
+		if err = b.cfg.Limiter.Allow(id, ActionSubscribe); err != nil {
+			return nil, "", err
+		}
+		msgs, err = timeStore(b, "list", func() (msgs []Message, err error) {
 			msgs, next, err = b.cfg.Store.List(ctx, filter, after, limit)
 			return msgs, err
 		})
-		return msgs, next, err
 	case ErrorCode(err) == ECodeForbidden:
-		return b.listAllowed(ctx, id, filter, after, limit, err)
+		msgs, next, err = b.listAllowed(ctx, id, filter, after, limit)
 	}
-	return nil, "", err
+	if err != nil || next == "" {
+		return msgs, "", err
+	}
+	if next, err = b.cursors.seal(ctx, b.cfg.Store, id, filter, next); err != nil {
+		return nil, "", err
+	}
+	return msgs, next, nil
 }
 
 // Delete clears the retained message of a topic on its broker (an empty

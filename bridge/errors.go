@@ -11,6 +11,7 @@ import (
 const (
 	ECodeInvalidTopic      = "invalid_topic"      // a topic name or filter breaks the MQTT rules
 	ECodeInvalidRequest    = "invalid_request"    // malformed body, parameter or property
+	ECodeInvalidCursor     = "invalid_cursor"     // a list cursor this server did not make for this caller and filter
 	ECodeNotBridged        = "topic_not_bridged"  // no configured broker owns the topic
 	ECodeForbidden         = "forbidden"          // the authorizer or the broker refused
 	ECodeUnauthorized      = "unauthorized"       // no or bad credentials

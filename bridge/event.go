@@ -8,6 +8,11 @@ import "sync"
 type Event struct {
 	Message
 
+	// gap is set on the marker of a hole in the history tail (tail.go),
+	// which every feed gets in place of a message: its ID is Gap.Next and
+	// it matches every filter.
+	gap *Gap
+
 	mu  sync.Mutex
 	enc []encoding
 }

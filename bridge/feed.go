@@ -28,9 +28,14 @@ type FeedConfig struct {
 	Notify func()
 }
 
-// Delivery is one message for a feed's consumer.
+// Delivery is one message for a feed's consumer, or a gap.
 type Delivery struct {
+	// Event is the message; nil for a gap.
 	Event *Event
+	// Gap, when set, says that this instance's history tail lost messages
+	// at this point of the flow (Tailer): some of them may have matched.
+	// The consumer tells its client (a gap frame or event).
+	Gap *Gap
 	// Ack is set when the message was delivered on a QoS 1 subscription and
 	// has QoS >= 1: the client must acknowledge it.
 	Ack bool
@@ -168,8 +173,8 @@ func (f *Feed) Err() error {
 
 // Took tells the feed that d has left the queue (its bytes are free).
 func (f *Feed) Took(d Delivery) {
-	f.bytes.Add(-int64(len(d.Event.Payload)))
-	if f.cfg.Kind != "" {
+	f.bytes.Add(-d.size())
+	if f.cfg.Kind != "" && d.Event != nil {
 		f.b.cfg.Metrics.Delivered(f.cfg.Kind)
 	}
 }
@@ -300,20 +305,23 @@ func (f *Feed) deliverLocked(ev *Event) {
 	}
 	var live, held, ack bool
 	for _, s := range f.list {
-		if !topic.Match(s.filter, ev.Topic) {
+		if ev.gap == nil && !topic.Match(s.filter, ev.Topic) {
 			continue
 		}
 		switch {
 		case s.hold:
 			held = true
 		case s.floor != "" && compareIDs(ev.ID, s.floor) <= 0:
-			// replayed already
+			// replayed already (a gap: the replay read past it, so it
+			// got those messages or reported a gap itself)
 		default:
 			live = true
 			ack = ack || s.qos > 0 && ev.QoS > 0
 		}
 	}
 	switch {
+	case live && ev.gap != nil:
+		f.enqueueLocked(Delivery{Gap: ev.gap})
 	case live:
 		f.enqueueLocked(Delivery{Event: ev, Ack: ack})
 	case held:
@@ -325,8 +333,16 @@ func (f *Feed) deliverLocked(ev *Event) {
 	}
 }
 
+// size is the payload bytes d holds in a queue.
+func (d *Delivery) size() int64 {
+	if d.Event == nil {
+		return 0
+	}
+	return int64(len(d.Event.Payload))
+}
+
 func (f *Feed) enqueueLocked(d Delivery) {
-	n := int64(len(d.Event.Payload))
+	n := d.size()
 	if f.cfg.Notify != nil {
 		queued := len(f.q) - f.qhead
 		if queued >= f.cfg.Queue || f.bytes.Load()+n > int64(f.cfg.QueueBytes) && queued > 0 {

@@ -11,23 +11,46 @@ import (
 // hub matches each ingested message against the filters of every local feed
 // and hands it to the feeds whose filters match, once per feed.
 type hub struct {
-	mu   sync.RWMutex
-	trie *topic.Trie[*Feed]
-	pool sync.Pool // *[]*Feed scratch slices for publish
+	mu    sync.RWMutex
+	trie  *topic.Trie[*Feed]
+	feeds map[*Feed]int // every feed in trie → its number of filters
+	pool  sync.Pool     // *[]*Feed scratch slices for publish
 }
 
-func newHub() *hub { return &hub{trie: topic.NewTrie[*Feed]()} }
+func newHub() *hub { return &hub{trie: topic.NewTrie[*Feed](), feeds: map[*Feed]int{}} }
 
 func (h *hub) add(filter string, f *Feed) {
 	h.mu.Lock()
+	n := h.trie.Len()
 	h.trie.Add(filter, f)
+	if h.trie.Len() > n {
+		h.feeds[f]++
+	}
 	h.mu.Unlock()
 }
 
 func (h *hub) remove(filter string, f *Feed) {
 	h.mu.Lock()
-	h.trie.Remove(filter, f)
+	if h.trie.Remove(filter, f) {
+		if h.feeds[f]--; h.feeds[f] <= 0 {
+			delete(h.feeds, f)
+		}
+	}
 	h.mu.Unlock()
+}
+
+// publishGap delivers the marker of a hole in the history tail to every
+// feed with a subscription: the lost messages' topics are unknown.
+func (h *hub) publishGap(ev *Event) {
+	h.mu.RLock()
+	feeds := make([]*Feed, 0, len(h.feeds))
+	for f := range h.feeds {
+		feeds = append(feeds, f)
+	}
+	h.mu.RUnlock()
+	for _, f := range feeds {
+		f.deliver(ev)
+	}
 }
 
 // publish delivers ev to every feed with a matching filter. It never waits

@@ -65,8 +65,14 @@ type FencedStore interface {
 // recorded, until ctx ends. It survives a lost connection by resuming from
 // the last id it delivered. Each instance tails the history to deliver to
 // its own clients what the ingest owner recorded.
+//
+// When messages after the last id delivered left the history window before
+// the tail read them (the tail was paused, overloaded or cut off from the
+// store for longer than the window lasts), Tail calls gap, in order between
+// the last message delivered before the hole and the first one after it,
+// and continues from the oldest message still in the window.
 type Tailer interface {
-	Tail(ctx context.Context, after string, fn func([]Message)) error
+	Tail(ctx context.Context, after string, fn func([]Message), gap func(Gap)) error
 }
 
 // Backlogger is a Tailer that can tell how far a reader is behind: the

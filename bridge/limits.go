@@ -59,23 +59,26 @@ func (b *Bridge) checkTopicLimits(what, s string) error {
 
 // listScanBudget bounds how many last values one List call reads when it
 // must check topics one by one: a page may then come back short (even
-// empty) with a cursor, instead of one request reading the whole store.
-const listScanBudget = 10000
+// empty) with a cursor, instead of one request reading much of the store.
+const listScanBudget = 1000
 
 // listAllowed is List for a filter the identity may not read whole: it
-// reads the filter's topics and keeps those the identity may read. denied
-// is the Authorizer's refusal of the whole filter, returned when the
-// Authorizer says no topic of the filter can be allowed.
-func (b *Bridge) listAllowed(ctx context.Context, id Identity, filter, after string, limit int, denied error) ([]Message, string, error) {
-	pa, ok := b.cfg.Authorizer.(PartialAuthorizer)
-	if ok {
+// reads the filter's topics and keeps those the identity may read, and
+// returns the position to continue from ("" at the end). It is refused at
+// once when the Authorizer says no topic of the filter can be allowed, and
+// otherwise takes a read from the identity's budget.
+func (b *Bridge) listAllowed(ctx context.Context, id Identity, filter, after string, limit int) ([]Message, string, error) {
+	if pa, ok := b.cfg.Authorizer.(PartialAuthorizer); ok {
 		if err := pa.AuthorizeSome(ctx, id, ActionSubscribe, filter); err != nil {
 			return nil, "", err
 		}
 	}
+	if err := b.cfg.Limiter.Allow(id, ActionSubscribe); err != nil {
+		return nil, "", err
+	}
 	var out []Message
 	for scanned := 0; scanned < listScanBudget; {
-		page, next, err := b.cfg.Store.List(ctx, filter, after, 1000)
+		page, next, err := b.cfg.Store.List(ctx, filter, after, listScanBudget-scanned)
 		if err != nil {
 			return nil, "", err
 		}
@@ -103,12 +106,19 @@ func (b *Bridge) listAllowed(ctx context.Context, id Identity, filter, after str
 
 // Connect counts a long-lived connection (WebSocket, SSE stream, long
 // poll) of id against Limits.ConnectionsPerIdentity; call release when it
-// ends. Over the limit it returns an *Error with ECodeRateLimited.
+// ends. Over the limit it returns an *Error with ECodeRateLimited. Each
+// connection also takes a read from id's budget (Limiter, ActionSubscribe).
 func (b *Bridge) Connect(id Identity) (release func(), err error) {
-	return b.conns.add(id.Name, b.cfg.Limits.ConnectionsPerIdentity)
+	if err := b.cfg.Limiter.Allow(id, ActionSubscribe); err != nil {
+		return nil, err
+	}
+	if id.IsAnonymous() {
+		return func() {}, nil
+	}
+	return b.conns.add(id.Key(), b.cfg.Limits.ConnectionsPerIdentity)
 }
 
-// connCounter counts connections per identity name; the zero value works.
+// connCounter counts connections per Identity.Key; the zero value works.
 type connCounter struct {
 	mu sync.Mutex
 	n  map[string]int

@@ -156,6 +156,25 @@ func TestConnectionsPerIdentity(t *testing.T) {
 	r3()
 }
 
+// A JWT subject or a certificate named like an API key has connections of
+// its own: the key's slots are not taken.
+func TestConnectionsPerIdentityKinds(t *testing.T) {
+	b, _ := newLimited(t, bridge.Config{Limits: bridge.Limits{ConnectionsPerIdentity: 1}})
+	for _, id := range []bridge.Identity{
+		{Name: "alice", Kind: bridge.KindAPIKey},
+		{Name: "alice", Kind: bridge.KindJWT},
+		{Name: "alice", Kind: bridge.KindCert},
+		{Name: "alice", Kind: bridge.KindJWT, Issuer: "https://other.example/"},
+	} {
+		if _, err := b.Connect(id); err != nil {
+			t.Errorf("%+v's first connection: %v", id, err)
+		}
+		if _, err := b.Connect(id); bridge.ErrorCode(err) != bridge.ECodeRateLimited {
+			t.Errorf("%+v's second connection: %v, want rate_limited", id, err)
+		}
+	}
+}
+
 // GET /v1/messages of a filter the identity may read only in part lists
 // exactly the topics it may read, page after page.
 func TestListOnlyAllowedTopics(t *testing.T) {

@@ -22,6 +22,9 @@ type Metrics interface {
 	IngestLease(broker string, held bool)
 	// TailLag observes now − received_at of a message the tail delivered.
 	TailLag(d time.Duration)
+	// TailGap counts messages the tail lost: they left the history window
+	// before it read them (Gap.Lost).
+	TailGap(lost int64)
 	// StreamOpened and StreamClosed count the open streams of a kind
 	// ("ws", "sse"); Delivered counts a message written to one;
 	// SlowClosed counts one closed because its queue was full.
@@ -44,6 +47,7 @@ func (NoMetrics) Ingested(string)                        {}
 func (NoMetrics) IngestStoreError(string)                {}
 func (NoMetrics) IngestLease(string, bool)               {}
 func (NoMetrics) TailLag(time.Duration)                  {}
+func (NoMetrics) TailGap(int64)                          {}
 func (NoMetrics) StreamOpened(string)                    {}
 func (NoMetrics) StreamClosed(string)                    {}
 func (NoMetrics) Delivered(string)                       {}

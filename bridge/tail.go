@@ -42,7 +42,7 @@ func (b *Bridge) runTail(ctx context.Context, t Tailer) {
 				b.cfg.Metrics.TailLag(time.Since(msgs[n-1].ReceivedAt))
 			}
 		}
-	})
+	}, b.tailGap)
 }
 
 // tailDown is errTailNotStarted while the store is shared and its history
@@ -65,4 +65,32 @@ func (b *Bridge) StoreReady(ctx context.Context) error {
 	}
 	_, err := timeStore(b, "ping", func() (struct{}, error) { return struct{}{}, b.cfg.Store.Ping(ctx) })
 	return err
+}
+
+// Gap is a hole in the history tail: the messages recorded after After and
+// before Next left the history window before this instance's tail read
+// them, so its clients never got them.
+type Gap struct {
+	// After is the id of the last message the tail read before the hole.
+	After string
+	// Next is the id of the oldest message still in the window, the first
+	// one the tail reads after the hole.
+	Next string
+	// Lost is how many messages (of every topic) fell into the hole:
+	// exactly that many when Exact, else at least that many.
+	Lost  int64
+	Exact bool
+}
+
+// tailGap reports a hole in the history tail (Tailer) and tells every local
+// feed, in order with the messages around it.
+func (b *Bridge) tailGap(g Gap) {
+	b.cfg.Metrics.TailGap(g.Lost)
+	lost := "exactly"
+	if !g.Exact {
+		lost = "at least"
+	}
+	b.log.Warn("the history tail fell behind the history window: messages were lost to this instance's clients (raise history.size or history.age, or give the instance more CPU)",
+		"lost", g.Lost, "count", lost, "after_id", g.After, "next_id", g.Next)
+	b.hub.publishGap(&Event{Message: Message{ID: g.Next}, gap: &g})
 }

@@ -192,5 +192,7 @@ var (
 func writeJSONError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(errorBody{wire.ErrorDetail{Code: code, Message: msg}})
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(errorBody{wire.ErrorDetail{Code: code, Message: msg}})
 }

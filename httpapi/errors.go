@@ -13,6 +13,7 @@ import (
 var statusOf = map[string]int{
 	bridge.ECodeInvalidTopic:      http.StatusBadRequest,
 	bridge.ECodeInvalidRequest:    http.StatusBadRequest,
+	bridge.ECodeInvalidCursor:     http.StatusBadRequest,
 	bridge.ECodeNotBridged:        http.StatusNotFound,
 	bridge.ECodeUnauthorized:      http.StatusUnauthorized,
 	bridge.ECodeForbidden:         http.StatusForbidden,

@@ -22,6 +22,9 @@ func TestCanonicalHeaderKeys(t *testing.T) {
 		hdrCorrelationData: hdrCorrelationDataKey,
 		hdrUserProperty:    hdrUserPropertyKey,
 		"ETag":             "Etag",
+
+		"Content-Security-Policy": "Content-Security-Policy",
+		"X-Content-Type-Options":  "X-Content-Type-Options",
 	} {
 		if got := http.CanonicalHeaderKey(name); got != key {
 			t.Errorf("CanonicalHeaderKey(%q) = %q, the code uses %q", name, got, key)

@@ -23,8 +23,9 @@ import (
 
 // RequestObserver counts HTTP requests (internal/metrics implements it).
 type RequestObserver interface {
-	// ObserveHTTP counts a request by method, route template ("" when no
-	// route matched) and status, with its duration.
+	// ObserveHTTP counts a request by method (a standard one or "_OTHER",
+	// never one a client made up), route template ("" when no route
+	// matched) and status, with its duration.
 	ObserveHTTP(method, route string, status int, d time.Duration)
 }
 
@@ -53,7 +54,7 @@ func (s *Server) access(c *gin.Context) {
 	d := time.Since(start)
 	route, status := c.FullPath(), c.Writer.Status()
 	endSpan(span, status)
-	s.cfg.Observer.ObserveHTTP(c.Request.Method, route, status, d)
+	s.cfg.Observer.ObserveHTTP(knownMethod(c.Request.Method), route, status, d)
 	if s.log.Enabled(context.Background(), slog.LevelInfo) {
 		if route == "" {
 			route = "unmatched"
@@ -93,7 +94,7 @@ func (s *Server) startSpan(c *gin.Context, rid string) trace.Span {
 	}
 	r := c.Request
 	ctx := traceContext.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	method := spanMethod(r.Method)
+	method := knownMethod(r.Method)
 	name := method
 	switch {
 	case method == "_OTHER":
@@ -136,9 +137,10 @@ func endSpan(span trace.Span, status int) {
 	span.End()
 }
 
-// spanMethod is the method as http.request.method takes it: a known one,
-// else "_OTHER", so that a client cannot make up values.
-func spanMethod(m string) string {
+// knownMethod is the method as metric labels and http.request.method take
+// it: a standard one, else "_OTHER", so that a client cannot make up
+// values (and with them new series).
+func knownMethod(m string) string {
 	switch m {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:

@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -230,15 +228,7 @@ func (s *Server) decodeJSON(c *gin.Context, v any) error {
 	if err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return invalid("invalid JSON body: %v", err)
-	}
-	if dec.More() {
-		return invalid("invalid JSON body: more than one JSON value")
-	}
-	return nil
+	return decodeStrictJSON(body, v)
 }
 
 // publishJSON is POST /v1/publish.

@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"math"
 	"net/http"
 	"strconv"
@@ -224,17 +222,4 @@ func (s *Server) replayDeadLetter(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, ReplayResult{Replayed: n})
-}
-
-// decodeStrictJSON decodes one JSON value, refusing unknown fields.
-func decodeStrictJSON(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return invalid("invalid JSON body: %v", err)
-	}
-	if dec.More() {
-		return invalid("invalid JSON body: more than one JSON value")
-	}
-	return nil
 }

@@ -47,7 +47,9 @@ type Config struct {
 	// AllowedOrigins may open SSE streams besides the server's own origin
 	// and localhost (the WebSocket's ws.allowed_origins).
 	AllowedOrigins []string
-	// CORS configures cross-origin requests.
+	// CORS configures cross-origin requests; its AllowedOrigins are also
+	// the only other origins from which browsers may send state-changing
+	// requests (crossorigin.go).
 	CORS CORS
 	// RequestTimeout is how long POST /v1/request waits for a reply
 	// without ?timeout=, MaxRequestTimeout the longest ?timeout=; defaults
@@ -77,6 +79,9 @@ type Server struct {
 	log    *slog.Logger
 	engine *gin.Engine
 	tracer trace.Tracer // nil: tracing is off
+
+	protect   *http.CrossOriginProtection // the CSRF check (crossorigin.go)
+	anyOrigin bool                        // CORS admits "*"
 }
 
 var ginMode sync.Once
@@ -106,10 +111,11 @@ func New(cfg Config) *Server {
 	if cfg.TracerProvider != nil {
 		s.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
+	s.trustOrigins(cfg.CORS)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	e.Use(s.access, s.recover, s.identify)
+	e.Use(s.access, s.recover, s.crossOrigin, s.identify)
 	e.NoRoute(func(c *gin.Context) {
 		c.JSON(http.StatusNotFound, errorBody{wire.ErrorDetail{Code: bridge.ECodeNotFound, Message: "no such endpoint"}})
 	})
@@ -146,8 +152,12 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// ServeHTTP serves the API.
+var hvNosniff = []string{"nosniff"}
+
+// ServeHTTP serves the API. Every answer carries X-Content-Type-Options:
+// nosniff, so that browsers take each body for its declared type.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header()["X-Content-Type-Options"] = hvNosniff
 	if s.cors(w, r) {
 		return
 	}

@@ -155,9 +155,13 @@ func (s *Server) stream(c *gin.Context) {
 }
 
 // sseEvent is the SSE form of a delivery, built once per message for every
-// stream. Snapshot values carry no id, so that they do not move the
-// client's Last-Event-ID.
+// stream, or a gap event. Snapshot values carry no id, so that they do not
+// move the client's Last-Event-ID.
 func sseEvent(d bridge.Delivery) []byte {
+	if d.Gap != nil { // no id: Last-Event-ID stays at the last message
+		return sseData("gap", map[string]string{"last_id": d.Gap.After,
+			"message": "messages after last_id left the history window before this server delivered them; re-read current values"})
+	}
 	if d.Snapshot {
 		return sseData("message", streamMessage{wire.NewEnvelope(&d.Event.Message, time.Now()), true})
 	}

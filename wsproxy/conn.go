@@ -53,10 +53,14 @@ type conn struct {
 	waitAck atomic.Bool
 	ops     serial // frames that keep their order (subscribe and after)
 
+	// Session checkpoints: ckpt is taken by the writer and the ack path
+	// (touch), so it is never held across I/O; saving serializes the
+	// Saves, which take it alone.
 	ckpt      sync.Mutex // guards ended and ckptTimer
 	ended     bool       // the connection ended and saved its session
 	ckptTimer *time.Timer
-	reqs      requests // requests waiting for replies (request.go)
+	saving    sync.Mutex // one Save at a time, in order
+	reqs      requests   // requests waiting for replies (request.go)
 }
 
 type closeFrame struct {
@@ -137,7 +141,9 @@ func (c *conn) run(ctx context.Context, p connectParams) {
 		c.ckptTimer.Stop()
 	}
 	c.ckpt.Unlock()
+	c.saving.Lock() // after a checkpoint under way, which is older
 	c.saveSession(subs)
+	c.saving.Unlock()
 }
 
 // writeFirst writes the welcome and then the unacknowledged messages the
@@ -167,22 +173,33 @@ func (c *conn) writeFirst(ctx context.Context, sess bridge.Session, p connectPar
 }
 
 // touch notes that the session changed (subscriptions, pending messages):
-// it is saved within half a second, so that a client can resume it even
-// if this instance dies without closing the connection.
+// it is saved within half a second (or, while Redis is slow, after the
+// Save under way), so that a client can resume it even if this instance
+// dies without closing the connection. The writer and the ack path call
+// it; it never waits for Redis.
 func (c *conn) touch() {
 	c.ckpt.Lock()
 	defer c.ckpt.Unlock()
 	if c.ended || c.ckptTimer != nil {
 		return
 	}
-	c.ckptTimer = time.AfterFunc(500*time.Millisecond, func() {
-		c.ckpt.Lock()
-		defer c.ckpt.Unlock()
-		c.ckptTimer = nil
-		if !c.ended {
-			c.saveSession(c.feed.Subscriptions())
-		}
-	})
+	c.ckptTimer = time.AfterFunc(500*time.Millisecond, c.checkpoint)
+}
+
+// checkpoint saves the session as it is now. Changes made while it waits
+// for the Save under way, or while it saves, are saved by the next one:
+// the timer is cleared only once this one's turn came, so touches
+// meanwhile make no second timer, and the state is copied after that.
+func (c *conn) checkpoint() {
+	c.saving.Lock()
+	defer c.saving.Unlock()
+	c.ckpt.Lock()
+	c.ckptTimer = nil
+	ended := c.ended
+	c.ckpt.Unlock()
+	if !ended {
+		c.saveSession(c.feed.Subscriptions())
+	}
 }
 
 // restore re-subscribes a resumed session and the filters in the URL,
@@ -208,6 +225,8 @@ func (c *conn) restore(ctx context.Context, sess bridge.Session, p connectParams
 	}
 }
 
+// saveSession saves subs and a copy of the pending messages; the caller
+// holds c.saving.
 func (c *conn) saveSession(subs map[string]byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -497,10 +516,10 @@ type frameKey struct{ ack bool }
 func (c *conn) writeDelivery(d bridge.Delivery) error {
 	c.feed.Took(d)
 	if d.Ack {
-		c.touch()
 		c.pending.add(d.Event.Message) // the writer keeps to MaxPending (writeBatch)
+		c.touch()                      // after the change, so that a checkpoint has it
 	}
-	if d.Snapshot {
+	if d.Snapshot || d.Gap != nil {
 		return c.write(encodeDelivery(d))
 	}
 	frame := d.Event.Encoded(frameKey{d.Ack}, func(*bridge.Message) any { return textFrame(encodeDelivery(d)) })

@@ -15,7 +15,10 @@
 //     packets passed as they came except CONNECT (rewritten: client id per
 //     identity, credentials), SUBSCRIBE and PUBLISH (checked with the
 //     bridge's CheckSubscribe and CheckPublish) and the SUBACKs and CONNACK
-//     that answer them. Its parsers (mqtt_packets.go) are fuzzed.
+//     that answer them; every delivery's topic is checked with the bridge's
+//     Authorize, and a resumed session loses the filters the identity may
+//     no longer have (mqtt_sessions.go). Its parsers (mqtt_packets.go) are
+//     fuzzed.
 //
 // It talks to the bridge only: it never imports httpapi or a store, and
 // reaches the broker through the Dial function it is given.

@@ -82,7 +82,14 @@ type pingFrame struct {
 	ID   string `json:"id"`
 }
 
+// tailGapMessage is the message of the gap frame of a hole in the history
+// tail (bridge.Delivery.Gap).
+const tailGapMessage = "messages after last_id left the history window before this server delivered them; re-read current values with a snapshot"
+
 func encodeDelivery(d bridge.Delivery) []byte {
+	if d.Gap != nil {
+		return mustJSON(gapFrame{Type: "gap", LastID: d.Gap.After, Message: tailGapMessage})
+	}
 	return mustJSON(messageFrame{Type: "message", Envelope: wire.NewEnvelope(&d.Event.Message, time.Now()), Snapshot: d.Snapshot, Ack: d.Ack})
 }
 

@@ -31,7 +31,8 @@ const metricsKind = "mqtt"
 // values get the defaults.
 type MQTTConfig struct {
 	// Bridge checks every subscription and publish (CheckSubscribe,
-	// CheckPublish) and counts connections per identity; required.
+	// CheckPublish) and every delivery (Authorize, subscribe) and counts
+	// connections per identity; required.
 	Bridge *bridge.Bridge
 	// Dial opens a new connection to the upstream broker (TCP, TLS or
 	// WebSocket), one per client connection; required.
@@ -81,7 +82,8 @@ type MQTTServer struct {
 	up  websocket.Upgrader
 	log *slog.Logger
 
-	conns conns[*mqttConn]
+	conns  conns[*mqttConn]
+	grants grants // the filters passed on per broker session
 }
 
 // NewMQTT returns the MQTT-over-WebSocket proxy.

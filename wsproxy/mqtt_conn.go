@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -62,6 +63,15 @@ const maxClientIDLen = 256
 // places that the broker's SUBACK fills.
 const subackPending = 0xFF
 
+// revokeID is the packet identifier of the proxy's own UNSUBSCRIBE; the
+// client's packets wait until its UNSUBACK has come, so the identifier is
+// not the client's at the time.
+const revokeID = 1
+
+// maxVerdicts bounds the topic names whose delivery verdict a connection
+// remembers.
+const maxVerdicts = 1024
+
 var (
 	errTextFrame = errors.New("MQTT over WebSocket needs binary frames, not text")
 	errShared    = bridge.Errorf(bridge.ECodeForbidden, "shared subscriptions ($share/...) are not available through the proxy")
@@ -81,7 +91,8 @@ func (e refused) Error() string { return "publish refused: " + e.err.Error() }
 
 // mqttConn is one proxied connection: the client's packets are read in the
 // HTTP handler's goroutine (fromClient), the broker's in another
-// (fromBroker); both write to the client under wmu.
+// (fromBroker); both write to the client under wmu and to the broker under
+// umu.
 type mqttConn struct {
 	s   *MQTTServer
 	ws  *websocket.Conn
@@ -94,9 +105,25 @@ type mqttConn struct {
 	brokerBye   atomic.Bool // the broker sent DISCONNECT (MQTT 5)
 	clientBye   atomic.Bool // the client sent DISCONNECT
 
-	wmu sync.Mutex // one writer of the WebSocket at a time
+	wmu  sync.Mutex // one writer of the WebSocket at a time
+	torn bool       // under wmu: a message to the client ended inside a packet
 
-	upstream net.Conn // the broker connection, opened before the upgrade
+	upstream net.Conn   // the broker connection, opened before the upgrade
+	umu      sync.Mutex // one writer of upstream at a time
+
+	// The broker session (set by connect): its broker client id, whether
+	// the broker keeps it after the connection, and for how long (0:
+	// without end).
+	session    string
+	persistent bool
+	sessionTTL time.Duration
+
+	// Owned by fromBroker once it runs.
+	verdicts  map[string]bool     // whether the identity may receive a topic name (at most maxVerdicts)
+	released  map[uint16]struct{} // QoS 2 deliveries the proxy dropped and answered with PUBREC: their PUBREL is the proxy's to complete
+	revoking  bool                // the UNSUBACK of the proxy's UNSUBSCRIBE is awaited
+	revoked   chan struct{}       // closed by fromBroker when it came; nil: no UNSUBSCRIBE
+	pubHeader []byte              // reused: the topic name and packet identifier of a PUBLISH
 
 	mu      sync.Mutex
 	pending map[uint16][]byte // partly refused SUBSCRIBEs by packet id (subackPending where the broker's codes go)
@@ -106,7 +133,8 @@ type mqttConn struct {
 }
 
 func newMQTTConn(s *MQTTServer, ws *websocket.Conn, id bridge.Identity, up net.Conn) *mqttConn {
-	return &mqttConn{s: s, ws: ws, id: id, log: s.log, upstream: up, pending: map[uint16][]byte{}, done: make(chan struct{})}
+	return &mqttConn{s: s, ws: ws, id: id, log: s.log, upstream: up, pending: map[uint16][]byte{}, done: make(chan struct{}),
+		verdicts: map[string]bool{}, released: map[uint16]struct{}{}}
 }
 
 // wsStream reads the binary messages of a WebSocket as one byte stream: MQTT
@@ -154,6 +182,7 @@ func (c *mqttConn) run(ctx context.Context) {
 	if !ok {
 		return
 	}
+	defer c.s.grants.release(c.id.Key(), c.session, c, c.persistent, c.sessionTTL)
 	if !c.id.Expires.IsZero() {
 		t := time.AfterFunc(time.Until(c.id.Expires), func() {
 			c.end(rcNotAuthorized, CloseTokenExpired, "token expired")
@@ -163,31 +192,33 @@ func (c *mqttConn) run(ctx context.Context) {
 	brokerDone := make(chan struct{})
 	go func() {
 		defer close(brokerDone)
-		c.fromBroker(fromUp)
+		c.fromBroker(ctx, fromUp)
 	}()
 	c.fromClient(ctx, in, up, idle)
 	_ = up.Close()
 	<-brokerDone
 }
 
-// end closes the connection once: an MQTT 5 DISCONNECT with reason5 (unless
-// noDisconnect, or before CONNACK), the WebSocket close code and text, and
-// the broker connection.
+// end closes the connection once: the broker connection, then an MQTT 5
+// DISCONNECT with reason5 (unless noDisconnect, or before CONNACK, or after
+// a message that ended inside a packet), the WebSocket close code and text.
+// The broker connection goes first: fromBroker holds wmu while it copies a
+// packet, and a broker that stops inside one would hold it for ever.
 func (c *mqttConn) end(reason5 byte, code int, text string) {
 	c.closeOnce.Do(func() {
 		close(c.done)
+		_ = c.upstream.Close()
 		if reason5 != noDisconnect {
 			c.wmu.Lock()
 			// connected is set under wmu once CONNACK is written, after
 			// version.
-			if c.connected.Load() && c.version == mqtt5 && !c.brokerBye.Load() && !c.clientBye.Load() {
+			if c.connected.Load() && c.version == mqtt5 && !c.brokerBye.Load() && !c.clientBye.Load() && !c.torn {
 				_ = c.writeLocked(disconnectPacket(reason5, reasonString(text)))
 			}
 			c.wmu.Unlock()
 		}
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, closeText(text)), time.Now().Add(time.Second))
 		_ = c.ws.Close()
-		_ = c.upstream.Close()
 	})
 }
 
@@ -277,6 +308,7 @@ func (c *mqttConn) connect(ctx context.Context, p packet) (up net.Conn, fromUp *
 	c.version = cp.version
 	if cp.version == mqtt5 {
 		c.problemInfo = cp.props.RequestProblemInfo == nil || *cp.props.RequestProblemInfo == 1
+		cp.props.TopicAliasMaximum = nil // the proxy must see the topic name of every delivery
 	}
 	refuse := func(code5, code311 byte, msg string) {
 		c.logDebug("mqtt proxy: CONNECT refused", "reason", msg)
@@ -314,16 +346,18 @@ func (c *mqttConn) connect(ctx context.Context, p packet) (up net.Conn, fromUp *
 		c.id.ClientID = cid // %c in the identity's rules
 	}
 	if cp.will {
-		if err := c.checkPublish(ctx, cp.willTopic, cp.willQoS); err != nil {
+		if err := c.checkPublish(ctx, cp.willTopic, cp.willRespTo, cp.willQoS); err != nil {
 			refuse(publishReason(err), rc311NotAuth, "will message: "+errMessage(err))
 			return nil, nil, 0, false
 		}
 	}
-	name := c.id.Name
-	if name == "" {
-		name = "anonymous"
+	// The identity's key, not its bare name: an API key and a JWT subject
+	// of the same name never share a broker session (bridge.Identity.Key).
+	cp.clientID = c.id.Key() + "/" + cid
+	if len(cp.clientID) > 65535 {
+		refuse(rcClientIDInvalid, rc311IDRejected, "the identity's name and the client id are too long together")
+		return nil, nil, 0, false
 	}
-	cp.clientID = name + "/" + cid
 	if !c.s.cfg.PassCredentials {
 		cp.hasUsername, cp.username = c.s.cfg.Username != "", c.s.cfg.Username
 		cp.hasPassword, cp.password = c.s.cfg.Password != "" && (cp.hasUsername || c.version == mqtt5), []byte(c.s.cfg.Password)
@@ -389,8 +423,40 @@ func (c *mqttConn) connect(ctx context.Context, p packet) (up net.Conn, fromUp *
 		c.end(noDisconnect, websocket.CloseNormalClosure, "the broker refused the connection")
 		return nil, nil, 0, false
 	}
-	c.logDebug("mqtt proxy: connected", "version", c.version, "broker_client_id", cp.clientID)
+	c.logDebug("mqtt proxy: connected", "version", c.version, "broker_client_id", cp.clientID, "session_present", ack.sessionPresent)
+	c.session = cp.clientID
+	c.persistent = c.version == mqtt311 && !cp.cleanStart
+	if e := cp.props; c.version == mqtt5 && e.SessionExpiryInterval != nil && *e.SessionExpiryInterval > 0 {
+		c.persistent = true
+		if *e.SessionExpiryInterval != 0xFFFFFFFF {
+			c.sessionTTL = time.Duration(*e.SessionExpiryInterval) * time.Second
+		}
+	}
+	granted := c.s.grants.claim(c.id.Key(), c.session, c, cp.cleanStart || !ack.sessionPresent)
+	c.revoke(ctx, conn, granted)
 	return conn, fromUp, idle, true
+}
+
+// revoke unsubscribes, in a resumed session, the filters the proxy passed
+// on before that the identity may no longer subscribe to. fromBroker takes
+// the UNSUBACK; fromClient waits for it before it passes anything on.
+func (c *mqttConn) revoke(ctx context.Context, up net.Conn, granted []string) {
+	var gone []string
+	for _, f := range granted {
+		// A failing authorizer (an internal error) revokes nothing: every
+		// delivery is checked anyway.
+		if err := c.checkSubscribe(ctx, f); err != nil && bridge.ErrorCode(err) != bridge.ECodeInternal {
+			gone = append(gone, f)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	c.logDebug("mqtt proxy: unsubscribing the resumed session from filters no longer allowed", "filters", gone)
+	c.s.grants.update(c.id.Key(), c.session, gone, true)
+	c.revoking, c.revoked = true, make(chan struct{})
+	u := &unsubscribePacket{id: revokeID, filters: gone}
+	_ = c.toBroker(up, u.encode(c.version)) // a failure ends the connection
 }
 
 // checkClientID refuses client ids that are too long or hold control
@@ -408,8 +474,12 @@ func checkClientID(cid string) error {
 }
 
 // fromClient reads the client's packets until the connection ends: CONNECT
-// has been handled; PUBLISH and SUBSCRIBE are checked, the others passed.
+// has been handled; PUBLISH and SUBSCRIBE are checked, UNSUBSCRIBE noted,
+// the others passed. It starts once revoke's UNSUBSCRIBE is answered.
 func (c *mqttConn) fromClient(ctx context.Context, in *bufio.Reader, up net.Conn, idle time.Duration) {
+	if c.revoked != nil && !c.awaitRevoked() {
+		return
+	}
 	for {
 		_ = c.ws.SetReadDeadline(time.Now().Add(idle))
 		p, err := readPacket(in, c.s.cfg.MaxPacketSize)
@@ -419,6 +489,8 @@ func (c *mqttConn) fromClient(ctx context.Context, in *bufio.Reader, up net.Conn
 				err = c.publish(ctx, p, up)
 			case packets.SUBSCRIBE:
 				err = c.subscribe(ctx, p, up)
+			case packets.UNSUBSCRIBE:
+				err = c.unsubscribe(p, up)
 			default:
 				if err = checkFixedHeader(p, c.version); err == nil {
 					err = c.toBroker(up, p.bytes())
@@ -435,10 +507,29 @@ func (c *mqttConn) fromClient(ctx context.Context, in *bufio.Reader, up net.Conn
 	}
 }
 
+// awaitRevoked waits for the UNSUBACK of revoke's UNSUBSCRIBE; false when
+// the connection ended instead.
+func (c *mqttConn) awaitRevoked() bool {
+	t := time.NewTimer(c.s.cfg.ConnectTimeout)
+	defer t.Stop()
+	select {
+	case <-c.revoked:
+		return true
+	case <-c.done:
+	case <-t.C:
+		c.log.Warn("mqtt proxy: the broker did not answer UNSUBSCRIBE")
+		c.end(rcUnspecified, closeTryAgainLater, "the broker did not answer")
+	}
+	return false
+}
+
 // toBroker writes to the broker; a failure ends the connection.
 func (c *mqttConn) toBroker(up net.Conn, b []byte) error {
+	c.umu.Lock()
 	_ = up.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	if _, err := up.Write(b); err != nil {
+	_, err := up.Write(b)
+	c.umu.Unlock()
+	if err != nil {
 		c.end(noDisconnect, websocket.CloseGoingAway, "the broker connection was lost")
 		return err
 	}
@@ -459,7 +550,7 @@ func (c *mqttConn) publish(ctx context.Context, p packet, up net.Conn) error {
 	if err := topic.ValidateName(pub.topic); err != nil {
 		return malformed("topic name %q: %v", reasonString(pub.topic), err)
 	}
-	if err := c.checkPublish(ctx, pub.topic, pub.qos); err != nil {
+	if err := c.checkPublish(ctx, pub.topic, pub.respTo, pub.qos); err != nil {
 		c.s.cfg.Bridge.Metrics().Published(pub.qos, bridge.ErrorCode(err))
 		if c.version != mqtt5 {
 			return refused{err}
@@ -500,17 +591,48 @@ func (c *mqttConn) publish(ctx context.Context, p packet, up net.Conn) error {
 }
 
 // checkPublish checks a topic name the client publishes to (or names in its
-// will): the bridge's checks and the proxied broker's topics.
-func (c *mqttConn) checkPublish(ctx context.Context, name string, qos byte) error {
-	if err := c.s.cfg.Bridge.CheckPublish(ctx, c.id, bridge.Message{Topic: name, QoS: qos}); err != nil {
+// will), with the message's response topic (MQTT 5; "" when none): the
+// bridge's checks and the proxied broker's topics.
+func (c *mqttConn) checkPublish(ctx context.Context, name, responseTopic string, qos byte) error {
+	msg := bridge.Message{Topic: name, QoS: qos, Properties: bridge.Properties{ResponseTopic: responseTopic}}
+	if err := c.s.cfg.Bridge.CheckPublish(ctx, c.id, msg); err != nil {
 		return err
 	}
+	if !c.bridged(name) {
+		return bridge.Errorf(bridge.ECodeNotBridged, "the topic %q is not bridged to this broker", reasonString(name))
+	}
+	return nil
+}
+
+// bridged reports whether a topic name is among the proxied broker's topics.
+func (c *mqttConn) bridged(name string) bool {
 	for _, f := range c.s.cfg.Topics {
 		if topic.Match(f, name) {
-			return nil
+			return true
 		}
 	}
-	return bridge.Errorf(bridge.ECodeNotBridged, "the topic %q is not bridged to this broker", reasonString(name))
+	return false
+}
+
+// mayReceive reports whether the identity may receive a delivery on a topic
+// name: the subscribe rules (the bridge's authorizer, as for every other
+// read) and the proxied broker's topics. Verdicts are remembered, a bounded
+// number: the identity's rules do not change during a connection. Called
+// by fromBroker only.
+func (c *mqttConn) mayReceive(ctx context.Context, name []byte) bool {
+	if ok, found := c.verdicts[string(name)]; found {
+		return ok
+	}
+	s := string(name)
+	err := c.s.cfg.Bridge.Authorize(ctx, c.id, bridge.ActionSubscribe, s)
+	ok := err == nil && c.bridged(s)
+	if err == nil || bridge.ErrorCode(err) == bridge.ECodeForbidden {
+		if len(c.verdicts) >= maxVerdicts {
+			clear(c.verdicts)
+		}
+		c.verdicts[s] = ok
+	}
+	return ok
 }
 
 // checkSubscribe checks a filter the client subscribes to.
@@ -565,6 +687,7 @@ func (c *mqttConn) subscribe(ctx context.Context, p packet, up net.Conn) error {
 	}
 	codes := make([]byte, len(s.subs))
 	var allowed []subscription
+	var filters []string
 	firstRefusal := ""
 	for i, sub := range s.subs {
 		if err := c.checkSubscribe(ctx, sub.filter); err != nil {
@@ -577,7 +700,9 @@ func (c *mqttConn) subscribe(ctx context.Context, p packet, up net.Conn) error {
 		}
 		codes[i] = subackPending
 		allowed = append(allowed, sub)
+		filters = append(filters, sub.filter)
 	}
+	c.s.grants.update(c.id.Key(), c.session, filters, false)
 	c.mu.Lock()
 	delete(c.pending, s.id)
 	switch {
@@ -598,6 +723,16 @@ func (c *mqttConn) subscribe(ctx context.Context, p packet, up net.Conn) error {
 	return c.toBroker(up, s.encode(c.version))
 }
 
+// unsubscribe passes an UNSUBSCRIBE on as it came, and forgets its filters.
+func (c *mqttConn) unsubscribe(p packet, up net.Conn) error {
+	u, err := parseUnsubscribe(p, c.version)
+	if err != nil {
+		return err
+	}
+	c.s.grants.update(c.id.Key(), c.session, u.filters, true)
+	return c.toBroker(up, p.bytes())
+}
+
 // propertiesBlock is an encoded property block.
 func propertiesBlock(p *packets.Properties, kind byte) []byte {
 	e := &encoder{}
@@ -607,15 +742,16 @@ func propertiesBlock(p *packets.Properties, kind byte) []byte {
 
 // fromBroker passes the broker's packets to the client, streaming their
 // payloads; packets already waiting in the buffer share one WebSocket
-// message. Only the SUBACK of a partly refused SUBSCRIBE is read and
-// merged.
-func (c *mqttConn) fromBroker(r *bufio.Reader) {
+// message. Read instead of streamed: the SUBACK of a partly refused
+// SUBSCRIBE (merged), the topic name of every PUBLISH (checked: one the
+// identity may not receive is dropped, and its flow completed with the
+// broker), the PUBREL of a dropped QoS 2 PUBLISH (answered), and the
+// UNSUBACK of the proxy's own UNSUBSCRIBE (taken).
+func (c *mqttConn) fromBroker(ctx context.Context, r *bufio.Reader) {
 	for {
 		h, n, err := readHeader(r)
-		if err == nil && h>>4 == packets.SUBACK && c.hasPending() {
-			err = c.mergeSuback(r, h, n)
-		} else if err == nil {
-			err = c.stream(r, h, n)
+		if err == nil {
+			err = c.fromBrokerPacket(ctx, r, h, n)
 		}
 		if err != nil {
 			select {
@@ -633,6 +769,70 @@ func (c *mqttConn) fromBroker(r *bufio.Reader) {
 	}
 }
 
+// fromBrokerPacket handles one packet of the broker, whose fixed header
+// (h, remaining length n) has been read.
+func (c *mqttConn) fromBrokerPacket(ctx context.Context, r *bufio.Reader, h byte, n int) error {
+	switch h >> 4 {
+	case packets.SUBACK:
+		if c.hasPending() {
+			return c.mergeSuback(r, h, n)
+		}
+	case packets.UNSUBACK:
+		if c.revoking && n >= 2 {
+			b, err := r.Peek(2)
+			if err != nil {
+				return err
+			}
+			if binary.BigEndian.Uint16(b) == revokeID {
+				c.revoking = false
+				close(c.revoked)
+				_, err := r.Discard(n)
+				return err
+			}
+		}
+	case packets.PUBREL:
+		if len(c.released) > 0 && n >= 2 {
+			b, err := r.Peek(2)
+			if err != nil {
+				return err
+			}
+			id := binary.BigEndian.Uint16(b)
+			if _, ok := c.released[id]; ok {
+				delete(c.released, id)
+				if _, err := r.Discard(n); err != nil {
+					return err
+				}
+				return c.toBroker(c.upstream, idPacket(packets.PUBCOMP, id))
+			}
+		}
+	case packets.PUBLISH:
+		qos := h >> 1 & 0x03
+		head, name, id, err := readPublishHead(r, n, qos, c.pubHeader)
+		if err != nil {
+			return err
+		}
+		c.pubHeader = head
+		if c.mayReceive(ctx, name) {
+			return c.stream(r, h, n, head)
+		}
+		if c.log.Enabled(ctx, slog.LevelDebug) {
+			c.logDebug("mqtt proxy: delivery dropped: the identity may not receive it", "topic", string(name))
+		}
+		if _, err := r.Discard(n - len(head)); err != nil {
+			return err
+		}
+		switch qos {
+		case 1:
+			return c.toBroker(c.upstream, idPacket(packets.PUBACK, id))
+		case 2:
+			c.released[id] = struct{}{}
+			return c.toBroker(c.upstream, idPacket(packets.PUBREC, id))
+		}
+		return nil
+	}
+	return c.stream(r, h, n, nil)
+}
+
 func (c *mqttConn) hasPending() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -642,10 +842,11 @@ func (c *mqttConn) hasPending() bool {
 // coalesceLimit bounds the packets stream puts in one WebSocket message.
 const coalesceLimit = 64 << 10
 
-// stream copies a packet from the broker to the client, in one WebSocket
-// message with the packets after it that are already buffered (up to
-// coalesceLimit bytes), but not a SUBACK that must be merged.
-func (c *mqttConn) stream(r *bufio.Reader, h byte, n int) error {
+// stream copies a packet from the broker to the client (head, the start of
+// its body, already read), in one WebSocket message with the packets after
+// it that are already buffered and pass unchanged (up to coalesceLimit
+// bytes).
+func (c *mqttConn) stream(r *bufio.Reader, h byte, n int, head []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
@@ -653,6 +854,7 @@ func (c *mqttConn) stream(r *bufio.Reader, h byte, n int) error {
 	if err != nil {
 		return err
 	}
+	c.torn = true // until the message is complete
 	for total := 0; ; {
 		switch h >> 4 {
 		case packets.DISCONNECT:
@@ -663,18 +865,55 @@ func (c *mqttConn) stream(r *bufio.Reader, h byte, n int) error {
 		if _, err := w.Write(appendVBI([]byte{h}, n)); err != nil {
 			return err
 		}
-		if _, err := io.CopyN(w, r, int64(n)); err != nil {
+		if _, err := w.Write(head); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(w, r, int64(n-len(head))); err != nil {
 			return err
 		}
 		total += n
+		head = nil
 		var ok bool
-		if h, n, ok = bufferedHeader(r); !ok || total+n > coalesceLimit || (h>>4 == packets.SUBACK && c.hasPending()) {
-			return w.Close()
+		if h, n, ok = c.bufferedPasses(r); !ok || total+n > coalesceLimit {
+			err := w.Close()
+			c.torn = err != nil
+			return err
 		}
 		if _, err := r.Discard(1 + vbiLen(n)); err != nil {
 			return err
 		}
 	}
+}
+
+// bufferedPasses peeks at the next packet and reports whether it is in r's
+// buffer far enough to tell that it passes unchanged: not a packet that
+// fromBrokerPacket reads, and for a PUBLISH a topic name already known to be
+// allowed. It consumes nothing and never waits.
+func (c *mqttConn) bufferedPasses(r *bufio.Reader) (h byte, n int, ok bool) {
+	if h, n, ok = bufferedHeader(r); !ok {
+		return 0, 0, false
+	}
+	switch h >> 4 {
+	case packets.SUBACK:
+		ok = !c.hasPending()
+	case packets.UNSUBACK:
+		ok = !c.revoking
+	case packets.PUBREL:
+		ok = len(c.released) == 0
+	case packets.PUBLISH:
+		at := 1 + vbiLen(n) + 2
+		b, _ := r.Peek(min(r.Buffered(), at))
+		if len(b) < at {
+			return h, n, false
+		}
+		end := at + int(binary.BigEndian.Uint16(b[at-2:]))
+		if b, _ = r.Peek(min(r.Buffered(), end)); len(b) < end || end-at+2 > n {
+			return h, n, false
+		}
+		allowed, known := c.verdicts[string(b[at:end])]
+		ok = allowed && known
+	}
+	return h, n, ok
 }
 
 // bufferedHeader peeks at the fixed header of the next packet when it is

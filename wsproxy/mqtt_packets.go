@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -15,9 +16,11 @@ import (
 
 // The MQTT packets the proxy reads from clients are parsed here, strictly:
 // anything the MQTT 3.1.1 or 5 specification calls malformed is an error,
-// and the proxy closes the connection. Only CONNECT, PUBLISH and SUBSCRIBE
-// are looked into (and SUBACK and CONNACK from the broker); every other
-// packet is checked for its fixed header only and passed on as it came.
+// and the proxy closes the connection. Only CONNECT, PUBLISH, SUBSCRIBE and
+// UNSUBSCRIBE are looked into (and from the broker CONNACK, SUBACK, the
+// topic name and packet identifier of a PUBLISH, and the packet identifier
+// of a PUBREL or UNSUBACK); every other packet is checked for its fixed
+// header only and passed on as it came.
 // MQTT 5 properties are decoded with paho.golang's packets.Properties,
 // always on a slice of exactly their declared length.
 
@@ -350,6 +353,7 @@ type connectPacket struct {
 	willQoS     byte
 	willRetain  bool
 	willProps   []byte // MQTT 5, raw
+	willRespTo  string // MQTT 5: the will's Response Topic, checked like a publish's
 	willTopic   string
 	willPayload []byte
 
@@ -412,8 +416,10 @@ func parseMQTTConnect(p packet) (*connectPacket, error) {
 		if level == mqtt5 {
 			c.willProps = d.rawProperties("will properties")
 			if d.err == nil {
-				if _, err := decodeProperties(c.willProps, packets.CONNECT); err != nil {
+				if props, err := decodeProperties(c.willProps, packets.CONNECT); err != nil {
 					d.fail("will properties: %v", err)
+				} else if props != nil {
+					c.willRespTo = props.ResponseTopic
 				}
 			}
 		}
@@ -527,6 +533,7 @@ type publishPacket struct {
 	retain bool
 	id     uint16 // QoS 1 and 2
 	alias  bool   // MQTT 5: it carries a Topic Alias
+	respTo string // MQTT 5: its Response Topic
 }
 
 func parsePublish(p packet, version byte) (*publishPacket, error) {
@@ -554,6 +561,7 @@ func parsePublish(p packet, version byte) (*publishPacket, error) {
 		_, props := d.properties("PUBLISH properties", packets.PUBLISH)
 		if props != nil {
 			pub.alias = props.TopicAlias != nil
+			pub.respTo = props.ResponseTopic
 			if props.SubscriptionIdentifier != nil {
 				d.fail("a client PUBLISH must not carry a Subscription Identifier")
 			}
@@ -563,6 +571,37 @@ func parsePublish(p packet, version byte) (*publishPacket, error) {
 		return nil, d.err
 	}
 	return pub, nil
+}
+
+// readPublishHead reads, of a PUBLISH from the broker whose fixed header
+// (QoS qos, remaining length n) has been read, the topic name and the
+// packet identifier. head is what it read, as it came, in buf's storage;
+// name is within head.
+func readPublishHead(r io.Reader, n int, qos byte, buf []byte) (head, name []byte, id uint16, err error) {
+	idLen := 0
+	if qos > 0 {
+		idLen = 2
+	}
+	if qos == 3 || n < 2+idLen {
+		return nil, nil, 0, malformed("the broker's PUBLISH with QoS %d and %d bytes", qos, n)
+	}
+	head = append(buf[:0], 0, 0)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, nil, 0, err
+	}
+	topicLen := int(binary.BigEndian.Uint16(head))
+	size := 2 + topicLen + idLen
+	if size > n {
+		return nil, nil, 0, malformed("the broker's PUBLISH is shorter than its topic name")
+	}
+	head = slices.Grow(head, size-2)[:size]
+	if _, err := io.ReadFull(r, head[2:]); err != nil {
+		return nil, nil, 0, err
+	}
+	if qos > 0 {
+		id = binary.BigEndian.Uint16(head[2+topicLen:])
+	}
+	return head, head[2 : 2+topicLen], id, nil
 }
 
 // subscription is one filter of a SUBSCRIBE and its options byte.
@@ -629,6 +668,53 @@ func (s *subscribePacket) encode(version byte) []byte {
 	return e.packet(packets.SUBSCRIBE<<4 | 0x2)
 }
 
+// unsubscribePacket is a parsed UNSUBSCRIBE.
+type unsubscribePacket struct {
+	id      uint16
+	props   []byte // MQTT 5, raw
+	filters []string
+}
+
+func parseUnsubscribe(p packet, version byte) (*unsubscribePacket, error) {
+	if p.kind() != packets.UNSUBSCRIBE || p.flags() != 0x2 {
+		return nil, malformed("UNSUBSCRIBE with flags %#x, want 0x2", p.flags())
+	}
+	d := &decoder{b: p.body}
+	u := &unsubscribePacket{id: d.uint16("packet identifier")}
+	if d.err == nil && u.id == 0 {
+		return nil, malformed("UNSUBSCRIBE with packet identifier 0")
+	}
+	if version == mqtt5 {
+		u.props, _ = d.properties("UNSUBSCRIBE properties", packets.UNSUBSCRIBE)
+	}
+	for d.err == nil && len(d.b) > 0 {
+		u.filters = append(u.filters, d.string("topic filter"))
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if len(u.filters) == 0 {
+		return nil, malformed("UNSUBSCRIBE without a topic filter")
+	}
+	return u, nil
+}
+
+func (u *unsubscribePacket) encode(version byte) []byte {
+	e := &encoder{}
+	e.uint16(u.id)
+	if version == mqtt5 {
+		if len(u.props) == 0 {
+			e.byte(0)
+		} else {
+			e.raw(u.props)
+		}
+	}
+	for _, f := range u.filters {
+		e.string(f)
+	}
+	return e.packet(packets.UNSUBSCRIBE<<4 | 0x2)
+}
+
 // subackPacket is a parsed SUBACK.
 type subackPacket struct {
 	id      uint16
@@ -678,6 +764,13 @@ func ackPacket(kind byte, id uint16, code byte, reason string) []byte {
 	}
 	e.properties(props, kind)
 	return e.packet(kind << 4)
+}
+
+// idPacket encodes a packet of a fixed header and a packet identifier
+// alone: the proxy's PUBACK, PUBREC and PUBCOMP to the broker (success, in
+// either version).
+func idPacket(kind byte, id uint16) []byte {
+	return []byte{kind << 4, 2, byte(id >> 8), byte(id)}
 }
 
 // disconnectPacket encodes an MQTT 5 DISCONNECT from the server.

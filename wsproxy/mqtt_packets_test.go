@@ -266,6 +266,8 @@ func FuzzClientPackets(f *testing.F) {
 	f.Add([]byte{0x32, 9, 0, 3, 'a', '/', 'b', 0, 5, 'h', 'i'}, false)
 	f.Add([]byte{0x34, 12, 0, 3, 'a', '/', 'b', 0, 5, 3, 0x23, 0, 1, 'x'}, true)
 	f.Add([]byte{0x62, 2, 0, 1, 0xC0, 0, 0xE0, 0}, true)
+	f.Add([]byte{0xA2, 7, 0, 5, 0, 3, 'a', '/', 'b'}, false)
+	f.Add([]byte{0xA2, 8, 0, 5, 0, 0, 3, 'a', '/', '#'}, true)
 	f.Fuzz(func(t *testing.T, data []byte, v5 bool) {
 		version := byte(mqtt311)
 		if v5 {
@@ -300,6 +302,15 @@ func FuzzClientPackets(f *testing.F) {
 				again, err := parseSubscribe(readOne(t, s.encode(version)), version)
 				if err != nil || !reflect.DeepEqual(again, s) {
 					t.Fatalf("SUBSCRIBE round trip: %+v, %v != %+v", again, err, s)
+				}
+			case packets.UNSUBSCRIBE:
+				u, err := parseUnsubscribe(p, version)
+				if err != nil {
+					continue
+				}
+				again, err := parseUnsubscribe(readOne(t, u.encode(version)), version)
+				if err != nil || !reflect.DeepEqual(again, u) {
+					t.Fatalf("UNSUBSCRIBE round trip: %+v, %v != %+v", again, err, u)
 				}
 			case packets.PUBLISH:
 				_, _ = parsePublish(p, version)

@@ -219,6 +219,48 @@ func TestMQTTProxyWill(t *testing.T) {
 	}
 }
 
+// A PUBLISH or will with a Response Topic the client may not publish to is
+// refused like a publish to a topic it may not publish to: whoever answers
+// would publish there on its behalf.
+func TestMQTTProxyResponseTopic(t *testing.T) {
+	e := newProxyEnv(t, testenv.MosquittoURL(t), nil)
+	alice, bob := e.prefix+"/users/alice", e.prefix+"/users/bob"
+	seen := testenv.Subscribe(t, e.broker, e.prefix+"/#")
+	withResponse := func(topic string, qos byte, id uint16, rt string) *packets.ControlPacket {
+		cp := publish5(topic, qos, id, "x")
+		cp.Content.(*packets.Publish).Properties = &packets.Properties{ResponseTopic: rt}
+		return cp
+	}
+
+	c := e.dial(t, aliceKey)
+	if ack := c.connect5(nil); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02X", ack.ReasonCode)
+	}
+	c.sendPaho(withResponse(alice+"/cmd", 0, 0, bob+"/inbox"))
+	c.sendPaho(withResponse(alice+"/cmd", 1, 1, bob+"/inbox"))
+	if pa := c.recvPaho(packets.PUBACK).(*packets.Puback); pa.PacketID != 1 || pa.ReasonCode != 0x87 {
+		t.Errorf("PUBACK %d 0x%02X, want 1 0x87", pa.PacketID, pa.ReasonCode)
+	}
+	noMessage(t, seen, "publishes with bob's response topic")
+	c.sendPaho(withResponse(alice+"/cmd", 1, 2, alice+"/inbox"))
+	if pa := c.recvPaho(packets.PUBACK).(*packets.Puback); pa.PacketID != 2 || pa.ReasonCode >= 0x80 {
+		t.Errorf("PUBACK %d 0x%02X, want 2 accepted", pa.PacketID, pa.ReasonCode)
+	}
+	if m := testenv.NextMessage(t, seen, 5*time.Second); m.Properties.ResponseTopic != alice+"/inbox" {
+		t.Errorf("got %s", testenv.String(m))
+	}
+
+	// paho packs no Response Topic into will properties: written by hand.
+	rt := bob + "/inbox"
+	willProps := append([]byte{byte(3 + len(rt)), packets.PropResponseTopic, 0, byte(len(rt))}, rt...)
+	c = e.dial(t, aliceKey)
+	c.send((&connectPacket{version: mqtt5, cleanStart: true, keepAlive: 30, clientID: "w", props: &packets.Properties{},
+		will: true, willQoS: 1, willProps: willProps, willTopic: alice + "/will", willPayload: []byte("x")}).encode())
+	if ack := c.recvPaho(packets.CONNACK).(*packets.Connack); ack.ReasonCode != 0x87 {
+		t.Errorf("CONNACK 0x%02X for a will with bob's response topic, want 0x87", ack.ReasonCode)
+	}
+}
+
 // Client ids are per identity: alice's and bob's "dev" are two sessions on
 // the broker, while alice's second "dev" takes over her first.
 func TestMQTTProxyClientIDIsolation(t *testing.T) {

@@ -116,9 +116,10 @@ type Config struct {
 	// every instance, which a wide filter such as "#" matches too) are
 	// never handed to OnMessage or OnMessagesAck; they are acknowledged.
 	IgnorePrefix string
-	// QueueSize bounds the queue between the network and OnMessage; default
-	// 10000. When it is full, new messages are dropped, counted (Dropped)
-	// and logged at most every 10 seconds.
+	// QueueSize bounds the queue between the network and OnMessage or
+	// OnMessagesAck; default 10000. When it is full, new messages for
+	// OnMessage are dropped, counted (Dropped) and logged at most every 10
+	// seconds; those for OnMessagesAck wait (see onPublishReceived).
 	QueueSize int
 	// Logger receives the Conn's logs; default: discard.
 	Logger *slog.Logger

@@ -142,7 +142,14 @@ func (c *Conn) subscribeLoop(ctx context.Context, cm *autopaho.ConnectionManager
 
 // onPublishReceived is paho's callback for every incoming PUBLISH. It must
 // not block: it converts the message and hands it to the bounded queue,
-// dropping it when the queue is full.
+// whose one goroutine (dispatch) writes and then acknowledges, in order.
+// For OnMessage a full queue drops the message. For OnMessagesAck nothing
+// may be lost, so a full queue makes it wait. paho calls it from its
+// router goroutine, which its read loop feeds through a buffer of Receive
+// Maximum (65535) packets, and the broker sends at most that many QoS 1
+// messages before their acks (Mosquitto: 20): waiting never stops the read
+// loop, which also reads the PINGRESP, unless QoS 0 messages, which flow
+// control does not bound, fill that buffer too.
 func (c *Conn) onPublishReceived(pr paho.PublishReceived) (bool, error) {
 	if c.reply(pr.Packet) {
 		return true, nil
@@ -154,8 +161,7 @@ func (c *Conn) onPublishReceived(pr paho.PublishReceived) (bool, error) {
 	msg.ReceivedAt = time.Now()
 	in := incoming{msg: msg, pkt: pr.Packet, client: pr.Client, gen: c.generation()}
 	if c.cfg.OnMessagesAck != nil {
-		// Unacknowledged messages are bounded by the broker's flow control;
-		// waiting here holds back the network, never loses a message.
+		// Waiting holds back the network and never loses a message.
 		select {
 		case c.queue <- in:
 		case <-c.ctx.Done():

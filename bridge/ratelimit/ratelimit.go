@@ -26,11 +26,14 @@ type Rate struct {
 type Config struct {
 	Publish Rate
 	Request Rate
+	// Read limits reads (bridge.ActionSubscribe): last values, list pages,
+	// and each stream, WebSocket or long-poll connection.
+	Read Rate
 	// IdleTTL drops the bucket of an identity idle this long; default 10m.
 	IdleTTL time.Duration
 }
 
-// Limiter limits publishes and requests per identity.
+// Limiter limits publishes, requests and reads per identity.
 type Limiter struct {
 	cfg  Config
 	now  func() time.Time
@@ -40,7 +43,7 @@ type Limiter struct {
 }
 
 type key struct {
-	name   string
+	id     string // Identity.Key
 	action bridge.Action
 }
 
@@ -63,11 +66,14 @@ func New(cfg Config) *Limiter {
 // *bridge.Error with ECodeRateLimited and RetryAfter when it is empty.
 func (l *Limiter) Allow(id bridge.Identity, action bridge.Action) error {
 	var r Rate
+	what := string(action) + "s"
 	switch action {
 	case bridge.ActionPublish:
 		r = l.cfg.Publish
 	case bridge.ActionRequest:
 		r = l.cfg.Request
+	case bridge.ActionSubscribe:
+		r, what = l.cfg.Read, "reads"
 	}
 	if r.PerSecond <= 0 || id.IsAnonymous() {
 		return nil
@@ -76,7 +82,7 @@ func (l *Limiter) Allow(id bridge.Identity, action bridge.Action) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweepLocked(now)
-	k := key{id.Name, action}
+	k := key{id.Key(), action}
 	b := l.bkts[k]
 	if b == nil {
 		burst := r.Burst
@@ -91,7 +97,7 @@ func (l *Limiter) Allow(id bridge.Identity, action bridge.Action) error {
 	if d := res.DelayFrom(now); d > 0 {
 		res.CancelAt(now)
 		return &bridge.Error{Code: bridge.ECodeRateLimited, RetryAfter: d,
-			Message: fmt.Sprintf("rate limit of %g %ss per second exceeded; retry in %s", r.PerSecond, action, d.Round(time.Millisecond))}
+			Message: fmt.Sprintf("rate limit of %g %s per second exceeded; retry in %s", r.PerSecond, what, d.Round(time.Millisecond))}
 	}
 	return nil
 }

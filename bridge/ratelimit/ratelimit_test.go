@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ func TestLimiter(t *testing.T) {
 		t.Errorf("alice's request: %v", err)
 	}
 	if err := l.Allow(alice, bridge.ActionSubscribe); err != nil {
-		t.Errorf("subscribe is not limited: %v", err)
+		t.Errorf("reads are not limited without a Read rate: %v", err)
 	}
 	for range 10 {
 		if err := l.Allow(bridge.Identity{}, bridge.ActionPublish); err != nil {
@@ -57,11 +58,54 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
+// Reads (ActionSubscribe) have their own bucket per identity.
+func TestReadLimit(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := New(Config{Publish: Rate{PerSecond: 1}, Read: Rate{PerSecond: 1, Burst: 2}})
+	l.now = func() time.Time { return now }
+	alice, bob := bridge.Identity{Name: "alice"}, bridge.Identity{Name: "bob"}
+	for i := range 2 {
+		if err := l.Allow(alice, bridge.ActionSubscribe); err != nil {
+			t.Fatalf("read %d within the burst: %v", i, err)
+		}
+	}
+	err := l.Allow(alice, bridge.ActionSubscribe)
+	if e, ok := err.(*bridge.Error); !ok || e.Code != bridge.ECodeRateLimited || e.RetryAfter <= 0 || !strings.Contains(e.Message, "reads") {
+		t.Fatalf("the 3rd read: %v, want rate_limited about reads with a RetryAfter", err)
+	}
+	if err := l.Allow(bob, bridge.ActionSubscribe); err != nil {
+		t.Errorf("bob's read: %v", err)
+	}
+	if err := l.Allow(alice, bridge.ActionPublish); err != nil {
+		t.Errorf("alice's publish: %v", err)
+	}
+}
+
 func TestNoLimit(t *testing.T) {
 	l := New(Config{})
 	for range 1000 {
 		if err := l.Allow(bridge.Identity{Name: "a"}, bridge.ActionPublish); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// An API key, a JWT subject and a certificate of the same name, and JWTs
+// of two issuers, have buckets of their own.
+func TestLimiterKinds(t *testing.T) {
+	l := New(Config{Publish: Rate{PerSecond: 1}})
+	l.now = func() time.Time { return time.Unix(1000, 0) }
+	for _, id := range []bridge.Identity{
+		{Name: "alice", Kind: bridge.KindAPIKey},
+		{Name: "alice", Kind: bridge.KindJWT},
+		{Name: "alice", Kind: bridge.KindCert},
+		{Name: "alice", Kind: bridge.KindJWT, Issuer: "https://other.example/"},
+	} {
+		if err := l.Allow(id, bridge.ActionPublish); err != nil {
+			t.Errorf("%+v's first publish: %v", id, err)
+		}
+		if err := l.Allow(id, bridge.ActionPublish); err == nil {
+			t.Errorf("%+v's second publish within a second passed", id)
 		}
 	}
 }

@@ -28,7 +28,8 @@ type ManagerConfig struct {
 	Leases bridge.Leases
 	// Authorizer checks who may read and replay dead letters: the caller
 	// needs ActionSubscribe on every filter of the webhook (the dead
-	// letters hold their messages). Default: allow all.
+	// letters hold their messages), and to replay (which sends them
+	// again) ActionPublish on every filter too. Default: allow all.
 	Authorizer Authorizer
 	// Consumer is this instance's name in the consumer groups (its
 	// instance id); required with webhooks.
@@ -146,15 +147,18 @@ func (m *Manager) Stats(name string) (Stats, bool) {
 	return w.stats(), true
 }
 
-// worker finds a webhook and checks that id may see its messages.
-func (m *Manager) worker(ctx context.Context, id bridge.Identity, name string) (*worker, error) {
+// worker finds a webhook and checks that id may do each of actions on
+// every topic the webhook delivers (its filters).
+func (m *Manager) worker(ctx context.Context, id bridge.Identity, name string, actions ...bridge.Action) (*worker, error) {
 	w, ok := m.workers[name]
 	if !ok {
 		return nil, bridge.Errorf(bridge.ECodeNotFound, "there is no webhook %q", name)
 	}
-	for _, f := range w.cfg.Filters {
-		if err := m.cfg.Authorizer.Authorize(ctx, id, bridge.ActionSubscribe, f); err != nil {
-			return nil, err
+	for _, a := range actions {
+		for _, f := range w.cfg.Filters {
+			if err := m.cfg.Authorizer.Authorize(ctx, id, a, f); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return w, nil
@@ -164,7 +168,7 @@ func (m *Manager) worker(ctx context.Context, id bridge.Identity, name string) (
 // up to limit (1..1000), after the dead-letter id after ("" from the
 // start), and the cursor of the next page ("" at the end).
 func (m *Manager) DeadLetters(ctx context.Context, id bridge.Identity, name, after string, limit int) ([]bridge.DeadLetter, string, error) {
-	w, err := m.worker(ctx, id, name)
+	w, err := m.worker(ctx, id, name, bridge.ActionSubscribe)
 	if err != nil {
 		return nil, "", err
 	}
@@ -176,8 +180,12 @@ func (m *Manager) DeadLetters(ctx context.Context, id bridge.Identity, name, aft
 // ignored. The instance that delivers the webhook sends them within about
 // a second, each with a full round of attempts; one that fails again
 // returns to the dead letters with a new id.
+//
+// Replaying sends messages again, so it needs more than reading them: id
+// must be allowed to subscribe to and to publish on every filter of the
+// webhook, which covers the topic of every dead letter it can have.
 func (m *Manager) Replay(ctx context.Context, id bridge.Identity, name string, ids []string) (int, error) {
-	w, err := m.worker(ctx, id, name)
+	w, err := m.worker(ctx, id, name, bridge.ActionSubscribe, bridge.ActionPublish)
 	if err != nil {
 		return 0, err
 	}

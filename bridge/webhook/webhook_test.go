@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/bridge/acl"
 	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 	"github.com/mqttbridge/mqttbridge/bridge/webhook"
 )
@@ -514,6 +515,38 @@ func TestDeadLettersAuthorized(t *testing.T) {
 		t.Fatalf("Replay: %v", err)
 	}
 	_ = m.Close(t.Context())
+}
+
+// Replaying sends the messages again: it needs the right to publish on
+// every filter of the webhook as well; reading the dead letters does not.
+func TestReplayNeedsPublish(t *testing.T) {
+	e := newEnv(t)
+	m, err := webhook.New(webhook.ManagerConfig{
+		Webhooks: []webhook.Config{hook("http://127.0.0.1:1/", nil)}, Groups: e.groups, Leases: e.store, Consumer: "a",
+		Authorizer: acl.ACL{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Close(t.Context()) }()
+	if err := e.groups.CreateGroup(t.Context(), "webhook:erp"); err != nil { // what Start does
+		t.Fatal(err)
+	}
+	reader := bridge.Identity{Name: "reader", Kind: bridge.KindAPIKey, Rules: &bridge.Rules{Subscribe: []string{"orders/#"}}}
+	if _, _, err := m.DeadLetters(t.Context(), reader, "erp", "", 1); err != nil {
+		t.Fatalf("DeadLetters with subscribe rights: %v", err)
+	}
+	if _, err := m.Replay(t.Context(), reader, "erp", nil); bridge.ErrorCode(err) != bridge.ECodeForbidden {
+		t.Fatalf("Replay with subscribe rights only: %v, want forbidden", err)
+	}
+	partial := bridge.Identity{Name: "partial", Kind: bridge.KindAPIKey, Rules: &bridge.Rules{Subscribe: []string{"orders/#"}, Publish: []string{"orders/1/status"}}}
+	if _, err := m.Replay(t.Context(), partial, "erp", nil); bridge.ErrorCode(err) != bridge.ECodeForbidden {
+		t.Fatalf("Replay with publish rights on one topic of the filter: %v, want forbidden", err)
+	}
+	writer := bridge.Identity{Name: "writer", Kind: bridge.KindAPIKey, Rules: &bridge.Rules{Subscribe: []string{"orders/#"}, Publish: []string{"orders/#"}}}
+	if _, err := m.Replay(t.Context(), writer, "erp", nil); err != nil {
+		t.Fatalf("Replay with publish and subscribe rights: %v", err)
+	}
 }
 
 type denyAll struct{}

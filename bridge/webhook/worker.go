@@ -47,8 +47,7 @@ type worker struct {
 	group string // the consumer group, and the lease's name
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	created bool // the group exists
+	created bool // the group exists; Start, then run's goroutine alone
 
 	holding                                                              atomic.Bool
 	delivered, attempts, failures, deadLettered, replayed, skipped, lost atomic.Uint64
@@ -67,10 +66,9 @@ func (w *worker) stats() Stats {
 }
 
 // ensureGroup creates the consumer group once; it reports whether it
-// exists.
+// exists. Start calls it before it starts run, which calls it after, so it
+// needs no lock (none is held across the store call).
 func (w *worker) ensureGroup(ctx context.Context) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.created {
 		return true
 	}

@@ -9,9 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/auth"
 	"github.com/mqttbridge/mqttbridge/internal/config"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // mqttURL is the instance's MQTT-over-WebSocket URL.
@@ -150,5 +154,173 @@ func TestMQTTProxyConfig(t *testing.T) {
 	sub[1] = byte(len(sub) - 2)
 	if ack := mqttExchange(t, ws, sub); !bytes.Equal(ack, []byte{0x90, 4, 0, 1, 1, 0x80}) {
 		t.Errorf("SUBACK % x, want 90 04 00 01 01 80", ack)
+	}
+}
+
+// mqttReader reads MQTT packets (first byte and body) from the binary
+// messages of a /mqtt connection.
+type mqttReader struct {
+	tb  testing.TB
+	ws  *websocket.Conn
+	buf []byte
+}
+
+func (r *mqttReader) next() (byte, []byte) {
+	r.tb.Helper()
+	for {
+		if len(r.buf) >= 2 {
+			n, shift, i := 0, 0, 1
+			for ; i < len(r.buf) && i <= 4; i++ {
+				n |= int(r.buf[i]&0x7F) << shift
+				shift += 7
+				if r.buf[i] < 0x80 {
+					break
+				}
+			}
+			if i < len(r.buf) && r.buf[i] < 0x80 && len(r.buf) >= i+1+n {
+				h, body := r.buf[0], r.buf[i+1:i+1+n]
+				r.buf = r.buf[i+1+n:]
+				return h, body
+			}
+		}
+		_ = r.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, b, err := r.ws.ReadMessage()
+		if err != nil {
+			r.tb.Fatalf("waiting for an MQTT packet: %v", err)
+		}
+		r.buf = append(r.buf, b...)
+	}
+}
+
+// A JWT whose rules claim allowed shared/# subscribes in a session that
+// outlives the connection; messages queue there while the client is away;
+// it comes back with the same client id and a token without that rule:
+// nothing of shared/ is delivered, and what it may read still flows (the
+// broker's in-flight window is 2, and 4 messages queued), in MQTT 3.1.1
+// and 5.
+func TestMQTTProxyResumedSessionNewToken(t *testing.T) {
+	mq := testenv.StartMosquitto(t, testenv.MosquittoOptions{Extra: "max_inflight_messages 2"})
+	in := startLogged(t, func(c *config.Config) {
+		withAuth(c)
+		c.Auth.JWT.RulesClaim = "mqttbridge"
+	}, nil, "--mqtt-url", mq.URL)
+	in.waitReady(t)
+	withShared := token(t, "alice", func(c jwt.MapClaims) { c["mqttbridge"] = map[string]any{"subscribe": []string{"shared/#"}} })
+	without := token(t, "alice", nil)
+	for _, version := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("level%d", version), func(t *testing.T) {
+			cid := fmt.Sprintf("resume-%d", version)
+			var props []byte // MQTT 5: session expiry 300 s, receive maximum 2
+			if version == 5 {
+				props = []byte{8, 0x11, 0, 0, 1, 44, 0x21, 0, 2}
+			}
+			connect := append([]byte{0, 4, 'M', 'Q', 'T', 'T', version, 0, 0, 30}, props...) // clean start off
+			connect = append(append(connect, 0, byte(len(cid))), cid...)
+			connect = append([]byte{0x10, byte(len(connect))}, connect...)
+			open := func(tok string) (*websocket.Conn, *mqttReader, bool) {
+				ws, status := in.dialMQTT(t, bearer(tok)...)
+				if ws == nil {
+					t.Fatalf("handshake %d", status)
+				}
+				ack := mqttExchange(t, ws, connect)
+				if ack[0] != 0x20 || ack[3] != 0 {
+					t.Fatalf("CONNACK % x", ack)
+				}
+				return ws, &mqttReader{tb: t, ws: ws}, ack[2]&1 == 1
+			}
+			own, shared := "users/alice/"+cid, "shared/"+cid
+
+			ws, _, _ := open(withShared)
+			sub := []byte{0x82, 0, 0, 1}
+			if version == 5 {
+				sub = append(sub, 0)
+			}
+			for _, f := range []string{"shared/#", "users/alice/#"} {
+				sub = append(append(append(sub, 0, byte(len(f))), f...), 1)
+			}
+			sub[1] = byte(len(sub) - 2)
+			if ack := mqttExchange(t, ws, sub); !bytes.HasSuffix(ack, []byte{1, 1}) {
+				t.Fatalf("SUBACK % x", ack)
+			}
+			_ = ws.WriteMessage(websocket.BinaryMessage, []byte{0xE0, 0})
+			for ws.SetReadDeadline(time.Now().Add(5*time.Second)) == nil {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					break // the proxy closes once the broker did
+				}
+			}
+
+			for i := range 4 {
+				testenv.Publish(t, mq.URL, bridge.Message{Topic: shared, Payload: []byte("queued"), QoS: byte(1 + i%2)})
+			}
+			_, r, present := open(without)
+			if !present {
+				t.Fatal("the session is not present")
+			}
+			testenv.Publish(t, mq.URL, bridge.Message{Topic: own, Payload: []byte("allowed"), QoS: 1})
+			for {
+				h, body := r.next()
+				if h>>4 != 3 {
+					continue
+				}
+				if topic := string(body[2 : 2+(int(body[0])<<8|int(body[1]))]); topic != own {
+					t.Fatalf("got a PUBLISH on %s, want only %s", topic, own)
+				}
+				break
+			}
+		})
+	}
+}
+
+// A JWT whose subject is an API key's name is another identity on the
+// broker: connecting with the key's client id gets a fresh session and
+// leaves the key's connection, session and subscriptions alone (12.2).
+func TestMQTTProxyKindsDoNotShareSessions(t *testing.T) {
+	mq := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
+	const aliceKey = "mbk_alice-0123456789"
+	in := startWith(t, func(c *config.Config) {
+		withAuth(c)
+		c.Auth.APIKeys = []config.APIKey{{Name: "alice", SHA256: auth.HashKey(aliceKey), Rules: userRules}}
+	}, "--mqtt-url", mq.URL)
+	in.waitReady(t)
+
+	// A persistent session (clean session 0) of client id dev1.
+	persistent := func(clientID string) []byte {
+		p := connect311(clientID)
+		p[9] = 0 // connect flags: no clean session
+		return p
+	}
+	key, status := in.dialMQTT(t, "X-API-Key", aliceKey)
+	if key == nil {
+		t.Fatalf("API key: handshake %d", status)
+	}
+	if ack := mqttExchange(t, key, persistent("dev1")); !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("API key: CONNACK % x", ack)
+	}
+	sub := append([]byte{0x82, 0, 0, 1, 0, 13}, "users/alice/#"...)
+	sub = append(sub, 1)
+	sub[1] = byte(len(sub) - 2)
+	if ack := mqttExchange(t, key, sub); !bytes.Equal(ack, []byte{0x90, 3, 0, 1, 1}) {
+		t.Fatalf("API key: SUBACK % x", ack)
+	}
+
+	// The JWT "alice", same client id, no clean session either: the
+	// session-present flag says it got a session of its own.
+	jwtWS, status := in.dialMQTT(t, bearer(token(t, "alice", nil))...)
+	if jwtWS == nil {
+		t.Fatalf("JWT: handshake %d", status)
+	}
+	if ack := mqttExchange(t, jwtWS, persistent("dev1")); !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("JWT: CONNACK % x, want a fresh session (20 02 00 00), not the API key's", ack)
+	}
+
+	// The API key's connection is still there and still subscribed.
+	mosquittoPub(t, mq.Port, "-t", "users/alice/news", "-m", "for the key")
+	_ = key.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, msg, err := key.ReadMessage()
+	if err != nil {
+		t.Fatalf("API key: the connection ended (taken over?): %v", err)
+	}
+	if msg[0]&0xF0 != 0x30 || !bytes.Contains(msg, []byte("users/alice/news")) || !bytes.HasSuffix(msg, []byte("for the key")) {
+		t.Fatalf("API key: got % x, want the PUBLISH of users/alice/news", msg)
 	}
 }

@@ -201,8 +201,12 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("http: %w%s", err, portHint(err, "--http-addr"))
 	}
 	m.ln, m.HTTPAddr = ln, ln.Addr()
-	m.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		TLSConfig: sec.tls}
+	// ReadTimeout bounds a request up to the end of its body, where
+	// net/http lifts the read deadline: streams, long-polls and requests
+	// waiting for a reply are not cut (TestHTTPTimeouts).
+	m.srv = &http.Server{Handler: api, ReadHeaderTimeout: time.Duration(cfg.HTTP.ReadHeaderTimeout),
+		ReadTimeout: time.Duration(cfg.HTTP.ReadTimeout), IdleTimeout: time.Duration(cfg.HTTP.IdleTimeout),
+		MaxHeaderBytes: int(cfg.HTTP.MaxHeaderBytes), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), TLSConfig: sec.tls}
 	go func() {
 		serve := func() error { return m.srv.Serve(ln) }
 		if sec.tls != nil {
@@ -429,6 +433,9 @@ func (m *Main) Close(ctx context.Context) error {
 		}
 		if m.Embedded != nil {
 			errs = append(errs, m.Embedded.Close())
+		}
+		if m.sec != nil && m.sec.authn != nil {
+			m.sec.authn.Close() // the JWKS refresh
 		}
 		if m.store != nil {
 			errs = append(errs, m.store.Close())

@@ -35,13 +35,14 @@ func rules(r config.Rules) bridge.Rules {
 	return bridge.Rules{Publish: r.Publish, Subscribe: r.Subscribe, Request: r.Request}
 }
 
-func (m *Main) buildSecurity() (*security, error) {
+func (m *Main) buildSecurity() (_ *security, err error) {
 	cfg := m.Config
 	s := &security{
 		authorizer: bridge.AllowAll{},
 		limiter: ratelimit.New(ratelimit.Config{
 			Publish: ratelimit.Rate{PerSecond: cfg.Limits.PublishRate, Burst: cfg.Limits.PublishBurst},
 			Request: ratelimit.Rate{PerSecond: cfg.Limits.RequestRate, Burst: cfg.Limits.RequestBurst},
+			Read:    ratelimit.Rate{PerSecond: cfg.Limits.ReadRate, Burst: cfg.Limits.ReadBurst},
 		}),
 		limits: bridge.Limits{
 			MaxTopicLength:         cfg.Limits.TopicLength,
@@ -76,6 +77,11 @@ func (m *Main) buildSecurity() (*security, error) {
 			return nil, err
 		}
 		s.authn, s.authorizer = authn, acl.ACL{}
+		defer func() {
+			if err != nil {
+				authn.Close()
+			}
+		}()
 	}
 	if t := cfg.HTTP.TLS; t.Enabled() {
 		certs, err := newCertReloader(t.CertFile, t.KeyFile)

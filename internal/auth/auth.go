@@ -111,20 +111,28 @@ func New(cfg Config) (*Authenticator, error) {
 		}
 		a.keys[h] = k
 	}
-	if cfg.JWT != nil {
+	if cfg.ClientCert != nil {
+		if err := acl.ValidateRules(cfg.ClientCert.Rules); err != nil {
+			return nil, fmt.Errorf("auth: client certificate rules: %w", err)
+		}
+	}
+	if cfg.JWT != nil { // last: it may start the JWKS refresh, which Close stops
 		v, err := newJWTVerifier(*cfg.JWT, cfg.Now, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
 		a.jwt = v
 	}
-	if cfg.ClientCert != nil {
-		if err := acl.ValidateRules(cfg.ClientCert.Rules); err != nil {
-			return nil, fmt.Errorf("auth: client certificate rules: %w", err)
-		}
-	}
 	a.tickets = newTickets(cfg.TicketTTL, cfg.MaxTickets, cfg.Now)
 	return a, nil
+}
+
+// Close stops the background refresh of the JWKS, if any. Authenticate
+// goes on working with the keys it has. Safe to call more than once.
+func (a *Authenticator) Close() {
+	if a.jwt != nil {
+		a.jwt.stop()
+	}
 }
 
 // unauthorized is a 401 with a message safe to show.

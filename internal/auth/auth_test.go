@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,6 +85,7 @@ func newAuth(tb testing.TB, mod func(*Config)) *Authenticator {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(a.Close)
 	return a
 }
 
@@ -241,80 +241,6 @@ func jwkOf(kid string, k *ecdsa.PrivateKey) map[string]string {
 		"x": base64.RawURLEncoding.EncodeToString(b), "y": base64.RawURLEncoding.EncodeToString(c)}
 }
 
-// The JWKS is fetched once, cached, and fetched again when a token names a
-// new key id (a rotation), but not more often than the minimum interval.
-func TestJWKSRotation(t *testing.T) {
-	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	var current atomic.Value
-	current.Store([]map[string]string{jwkOf("k1", k1)})
-	var fetches atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fetches.Add(1)
-		_ = json.NewEncoder(w).Encode(map[string]any{"keys": current.Load()})
-	}))
-	defer srv.Close()
-	now := t0
-	a := newAuth(t, func(c *Config) {
-		c.Now = func() time.Time { return now }
-		c.JWT = &JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, JWKSMinRefresh: time.Minute}
-	})
-	c := claims(jwt.MapClaims{"aud": nil, "iss": nil, "exp": t0.Add(24 * time.Hour).Unix()})
-	auth := func(k *ecdsa.PrivateKey, kid string) error {
-		_, err := a.Authenticate(req("Authorization", "Bearer "+sign(t, jwt.SigningMethodES256, k, c, map[string]any{"kid": kid})), false)
-		return err
-	}
-	if err := auth(k1, "k1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := auth(k1, "k1"); err != nil || fetches.Load() != 1 {
-		t.Fatalf("second token: %v, %d fetches, want 1", err, fetches.Load())
-	}
-	// The provider rotates to k2. Within the minimum interval an unknown
-	// kid does not make the bridge fetch again.
-	current.Store([]map[string]string{jwkOf("k1", k1), jwkOf("k2", k2)})
-	if err := auth(k2, "k2"); err == nil || fetches.Load() != 1 {
-		t.Fatalf("k2 within the interval: %v, %d fetches", err, fetches.Load())
-	}
-	now = now.Add(time.Minute)
-	if err := auth(k2, "k2"); err != nil || fetches.Load() != 2 {
-		t.Fatalf("k2 after the interval: %v, %d fetches", err, fetches.Load())
-	}
-	// A token signed by k2 but claiming k1 fails.
-	if err := auth(k2, "k1"); err == nil {
-		t.Fatal("a token signed by k2 passed as k1")
-	}
-	// The provider fails: the cached keys keep working.
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fetches.Add(1); w.WriteHeader(500) })
-	now = now.Add(time.Hour)
-	if err := auth(k1, "k1"); err != nil {
-		t.Fatalf("with the provider down: %v", err)
-	}
-}
-
-func TestParseJWKS(t *testing.T) {
-	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
-	set, err := ParseJWKS([]byte(`{"keys":[
-		{"kty":"RSA","kid":"r","n":"` + base64.RawURLEncoding.EncodeToString(rsaKey.N.Bytes()) + `","e":"AQAB"},
-		{"kty":"OKP","crv":"Ed25519","kid":"e","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
-		{"kty":"RSA","kid":"enc","use":"enc","n":"AA","e":"AQAB"},
-		{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(set["r"]) != 1 || len(set["e"]) != 1 || len(set["enc"]) != 0 || len(set["s"]) != 0 {
-		t.Errorf("set %v", set)
-	}
-	if r := set["r"][0].(*rsa.PublicKey); r.N.Cmp(rsaKey.N) != 0 || r.E != 65537 {
-		t.Error("the RSA key differs")
-	}
-	for _, bad := range []string{`{`, `{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}`, `{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}`} {
-		if _, err := ParseJWKS([]byte(bad)); err == nil {
-			t.Errorf("ParseJWKS(%s) accepted", bad)
-		}
-	}
-}
-
 func TestTickets(t *testing.T) {
 	now := t0
 	a := newAuth(t, func(c *Config) { c.Now = func() time.Time { return now }; c.TicketTTL = 30 * time.Second })
@@ -426,4 +352,32 @@ func FuzzToken(f *testing.F) {
 			t.Fatalf("%q authenticated as %q, but it is neither the key nor a signed token: %v", tok, id.Name, perr)
 		}
 	})
+}
+
+// Each way to authenticate gives its kind; a JWT's issuer is part of the
+// identity only when tokens of any issuer are accepted.
+func TestIdentityKinds(t *testing.T) {
+	tok := sign(t, jwt.SigningMethodHS256, hmacKey, claims(nil), nil)
+	a := newAuth(t, nil)
+	if id, err := a.Authenticate(req("Authorization", "Bearer "+tok), false); err != nil || id.Key() != "jwt:alice" {
+		t.Errorf("JWT with a configured issuer: %q, %v", id.Key(), err)
+	}
+	if id, err := a.Authenticate(req("X-API-Key", apiKey), false); err != nil || id.Key() != "key:svc" {
+		t.Errorf("API key: %q, %v", id.Key(), err)
+	}
+	anyIssuer := newAuth(t, func(c *Config) { c.JWT.Issuer = "" })
+	if id, err := anyIssuer.Authenticate(req("Authorization", "Bearer "+tok), false); err != nil || id.Key() != "jwt@https%3A%2F%2Fidp.example:alice" {
+		t.Errorf("JWT of any issuer: %q, %v", id.Key(), err)
+	}
+	noIss := sign(t, jwt.SigningMethodHS256, hmacKey, claims(jwt.MapClaims{"iss": nil}), nil)
+	if id, err := anyIssuer.Authenticate(req("Authorization", "Bearer "+noIss), false); err != nil || id.Key() != "jwt:alice" {
+		t.Errorf("JWT without iss: %q, %v", id.Key(), err)
+	}
+	c := newAuth(t, func(c *Config) { c.ClientCert = &ClientCertConfig{} })
+	cert := &x509.Certificate{Subject: pkix.Name{CommonName: "alice"}, NotAfter: t0.Add(time.Hour), SerialNumber: big.NewInt(1)}
+	r := req()
+	r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}, VerifiedChains: [][]*x509.Certificate{{cert}}}
+	if id, err := c.Authenticate(r, false); err != nil || id.Key() != "cert:alice" {
+		t.Errorf("certificate: %q, %v", id.Key(), err)
+	}
 }

@@ -1,185 +1,143 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
-	"sync"
 	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"golang.org/x/time/rate"
 )
 
-// jwks caches an identity provider's JSON Web Key Set. Keys are fetched
-// when first needed, again when older than refresh, and when a token names
-// a key id the set lacks (a rotation), at most every minRefresh. A failed
-// fetch keeps the keys it had.
-type jwks struct {
-	url        string
-	client     *http.Client
-	refresh    time.Duration
-	minRefresh time.Duration
-	now        func() time.Time
-	log        *slog.Logger
+// jwksTimeout bounds one fetch of the key set, and how long a token that
+// names an unknown key id may wait for the fetch it causes.
+const jwksTimeout = 10 * time.Second
 
-	mu      sync.Mutex
-	set     map[string][]crypto.PublicKey // kid → keys ("" for keys without kid)
-	fetched time.Time                     // of the last good fetch
-	tried   time.Time                     // of the last attempt
+// maxJWKSSize bounds the key set document.
+const maxJWKSSize = 1 << 20
+
+// newJWKS keeps an identity provider's JSON Web Key Set with keyfunc: it
+// is fetched now (waiting at most jwksTimeout; on failure the bridge
+// starts without its keys and tries again), then every JWKSRefresh in a
+// goroutine that ends with ctx, and when a token names a key id the set
+// lacks (a rotation), at most every JWKSMinRefresh. A failed fetch keeps
+// the keys it had; tokens of known key ids never wait for a fetch. Keys
+// that cannot be used are skipped (usableKeys), not the whole set.
+func newJWKS(ctx context.Context, cfg JWTConfig, log *slog.Logger) (keyfunc.Keyfunc, error) {
+	client := &http.Client{Timeout: jwksTimeout}
+	if cfg.HTTPClient != nil {
+		c := *cfg.HTTPClient
+		client = &c
+	}
+	next := client.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	client.Transport = usableKeys{next: next, log: log}
+	refresh, minRefresh := cfg.JWKSRefresh, cfg.JWKSMinRefresh
+	if refresh <= 0 {
+		refresh = 15 * time.Minute
+	}
+	if minRefresh <= 0 {
+		minRefresh = 30 * time.Second
+	}
+	return keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
+		Client:            client,
+		HTTPTimeout:       jwksTimeout,
+		RefreshInterval:   refresh,
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(minRefresh), 1),
+		// Also bounds the fetch an unknown key id causes: a token whose
+		// wait for the limiter would be longer fails at once.
+		RateLimitWaitMax: jwksTimeout,
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(_ context.Context, err error) {
+				if ctx.Err() == nil { // not the fetch that Close cut short
+					log.Warn("fetching the JWKS failed; keeping the keys we had", "url", u, "err", err)
+				}
+			}
+		},
+	})
 }
 
-func newJWKS(cfg JWTConfig, now func() time.Time, log *slog.Logger) *jwks {
-	j := &jwks{url: cfg.JWKSURL, client: cfg.HTTPClient, refresh: cfg.JWKSRefresh, minRefresh: cfg.JWKSMinRefresh, now: now, log: log}
-	if j.client == nil {
-		j.client = &http.Client{Timeout: 5 * time.Second}
-	}
-	if j.refresh <= 0 {
-		j.refresh = 15 * time.Minute
-	}
-	if j.minRefresh <= 0 {
-		j.minRefresh = 30 * time.Second
-	}
-	return j
+// usableKeys is the transport of the key set's fetches: it drops from the
+// set the keys that cannot verify a signature (malformed, too weak, for
+// encryption, symmetric), so that one bad key does not make jwkset refuse
+// the whole set and freeze a rotation.
+type usableKeys struct {
+	next http.RoundTripper
+	log  *slog.Logger
 }
 
-// keys returns the keys with id kid (every key when kid is "").
-func (j *jwks) keys(kid string) []crypto.PublicKey {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	now := j.now()
-	stale := j.set == nil || now.Sub(j.fetched) >= j.refresh
-	_, known := j.set[kid]
-	if (stale || kid != "" && !known) && now.Sub(j.tried) >= j.minRefresh {
-		j.tried = now
-		set, err := j.fetch()
-		if err != nil {
-			j.log.Warn("fetching the JWKS failed; keeping the keys we had", "url", j.url, "err", err)
-		} else {
-			j.set, j.fetched = set, now
-		}
-	}
-	if kid == "" {
-		var all []crypto.PublicKey
-		for _, ks := range j.set {
-			all = append(all, ks...)
-		}
-		return all
-	}
-	return j.set[kid]
-}
-
-// fetch reads the key set; it is called with mu held, so that one fetch
-// serves every request waiting for it.
-func (j *jwks) fetch() (map[string][]crypto.PublicKey, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.url, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := j.client.Do(req)
-	if err != nil {
-		return nil, err
+func (u usableKeys) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := u.next.RoundTrip(r)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return resp, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %d", resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSSize+1))
 	if err != nil {
 		return nil, err
 	}
-	return ParseJWKS(body)
-}
-
-// jwk is one JSON Web Key, the fields of RSA, EC and OKP public keys.
-type jwk struct {
-	Kty string `json:"kty"`
-	Kid string `json:"kid"`
-	Use string `json:"use"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-}
-
-// ParseJWKS reads a JSON Web Key Set: RSA, EC (P-256, P-384, P-521) and
-// Ed25519 public keys, by kid. Keys for encryption (use "enc") and of
-// other types are skipped; a key that does not parse is an error.
-func ParseJWKS(data []byte) (map[string][]crypto.PublicKey, error) {
-	var doc struct {
-		Keys []jwk `json:"keys"`
+	if len(body) > maxJWKSSize {
+		return nil, fmt.Errorf("the key set is larger than %d bytes", maxJWKSSize)
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
 		return nil, fmt.Errorf("not a JSON Web Key Set: %w", err)
 	}
-	set := map[string][]crypto.PublicKey{}
-	for i, k := range doc.Keys {
-		if k.Use != "" && k.Use != "sig" {
-			continue
-		}
-		pub, err := k.public()
-		if err != nil {
-			return nil, fmt.Errorf("key %d (kid %q): %w", i, k.Kid, err)
-		}
-		if pub != nil {
-			set[k.Kid] = append(set[k.Kid], pub)
+	kept := []json.RawMessage{}
+	for i, raw := range set.Keys {
+		switch kid, err := usableKey(raw); {
+		case err == nil:
+			kept = append(kept, raw)
+		case !errors.Is(err, errNotForUs):
+			u.log.Warn("skipping a key of the JWKS that cannot be used", "index", i, "kid", kid, "err", err)
 		}
 	}
-	return set, nil
+	body, _ = json.Marshal(map[string]any{"keys": kept})
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Del("Content-Length")
+	return resp, nil
 }
 
-func b64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+// errNotForUs marks keys skipped without a warning: of a type or use that
+// is not for verifying signatures.
+var errNotForUs = errors.New("not a signature key")
 
-func (k jwk) public() (crypto.PublicKey, error) {
-	switch k.Kty {
-	case "RSA":
-		n, err1 := b64(k.N)
-		e, err2 := b64(k.E)
-		if err1 != nil || err2 != nil || len(n) == 0 || len(e) == 0 || len(e) > 4 {
-			return nil, errors.New("bad RSA n or e")
-		}
-		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
-		if pub.N.BitLen() < 2048 || pub.E < 3 {
-			return nil, errors.New("RSA key too weak (less than 2048 bits or e < 3)")
-		}
-		return pub, nil
-	case "EC":
-		var curve elliptic.Curve
-		switch k.Crv {
-		case "P-256":
-			curve = elliptic.P256()
-		case "P-384":
-			curve = elliptic.P384()
-		case "P-521":
-			curve = elliptic.P521()
-		default:
-			return nil, fmt.Errorf("unsupported curve %q", k.Crv)
-		}
-		x, err1 := b64(k.X)
-		y, err2 := b64(k.Y)
-		size := (curve.Params().BitSize + 7) / 8
-		if err1 != nil || err2 != nil || len(x) != size || len(y) != size {
-			return nil, errors.New("bad EC x or y")
-		}
-		return ecdsa.ParseUncompressedPublicKey(curve, append(append([]byte{4}, x...), y...))
-	case "OKP":
-		x, err := b64(k.X)
-		if k.Crv != "Ed25519" || err != nil || len(x) != ed25519.PublicKeySize {
-			return nil, errors.New("only Ed25519 OKP keys are supported")
-		}
-		return ed25519.PublicKey(x), nil
+// usableKey returns the key's id, and an error when it cannot be used.
+func usableKey(raw json.RawMessage) (string, error) {
+	var m jwkset.JWKMarshal
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return "", fmt.Errorf("not a JSON Web Key: %w", err)
 	}
-	return nil, nil // other key types (oct, ...) are not for us
+	if m.USE != "" && m.USE != jwkset.UseSig || m.KTY == jwkset.KtyOct {
+		return m.KID, errNotForUs
+	}
+	k, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{})
+	switch {
+	case errors.Is(err, jwkset.ErrUnsupportedKey):
+		return m.KID, errNotForUs
+	case err != nil:
+		return m.KID, err
+	}
+	key := k.Key()
+	if p, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+		key = p.Public() // a set may hold private keys; only their public half is used
+	}
+	if pub, ok := key.(*rsa.PublicKey); ok && (pub.N.BitLen() < 2048 || pub.E < 3) {
+		return m.KID, errors.New("RSA key too weak (less than 2048 bits or e < 3)")
+	}
+	return m.KID, nil
 }

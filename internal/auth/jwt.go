@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
@@ -42,14 +44,14 @@ type JWTConfig struct {
 	// PublicKeyFiles are PEM files of public keys or certificates (RSA,
 	// ECDSA, Ed25519) for RS*, PS*, ES* and EdDSA tokens.
 	PublicKeyFiles []string
-	// JWKSURL is an identity provider's key set, fetched when first needed
-	// and again every JWKSRefresh, and when a token names an unknown key
-	// id (at most every JWKSMinRefresh).
+	// JWKSURL is an identity provider's key set, fetched by New and again
+	// every JWKSRefresh in the background (until Close), and when a token
+	// names an unknown key id (at most every JWKSMinRefresh).
 	JWKSURL string
 	// JWKSRefresh defaults to 15m; JWKSMinRefresh to 30s.
 	JWKSRefresh    time.Duration
 	JWKSMinRefresh time.Duration
-	// HTTPClient fetches the key set; default a client with a 5s timeout.
+	// HTTPClient fetches the key set; default a client with a 10s timeout.
 	HTTPClient *http.Client
 	// Issuer and Audience, when set, must be the token's iss and one of
 	// its aud.
@@ -73,7 +75,8 @@ type jwtVerifier struct {
 	cfg    JWTConfig
 	parser *jwt.Parser
 	static []crypto.PublicKey
-	jwks   *jwks
+	jwks   keyfunc.Keyfunc // nil without JWKSURL
+	stop   context.CancelFunc
 	log    *slog.Logger
 }
 
@@ -109,7 +112,7 @@ func newJWTVerifier(cfg JWTConfig, now func() time.Time, log *slog.Logger) (*jwt
 	if err := acl.ValidateRules(cfg.Rules); err != nil {
 		return nil, fmt.Errorf("auth: jwt: rules: %w", err)
 	}
-	v := &jwtVerifier{cfg: cfg, log: log}
+	v := &jwtVerifier{cfg: cfg, log: log, stop: func() {}}
 	for _, f := range cfg.PublicKeyFiles {
 		keys, err := readPublicKeys(f)
 		if err != nil {
@@ -118,7 +121,13 @@ func newJWTVerifier(cfg JWTConfig, now func() time.Time, log *slog.Logger) (*jwt
 		v.static = append(v.static, keys...)
 	}
 	if cfg.JWKSURL != "" {
-		v.jwks = newJWKS(cfg, now, log)
+		ctx, stop := context.WithCancel(context.Background())
+		jwks, err := newJWKS(ctx, cfg, log)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("auth: jwt: jwks_url: %w", err)
+		}
+		v.jwks, v.stop = jwks, stop
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(cfg.Algorithms),
@@ -140,8 +149,8 @@ func newJWTVerifier(cfg JWTConfig, now func() time.Time, log *slog.Logger) (*jwt
 // verify checks a token and builds its identity.
 func (v *jwtVerifier) verify(tok string) (bridge.Identity, error) {
 	claims := jwt.MapClaims{}
-	if _, err := v.parser.ParseWithClaims(tok, claims, v.keyFunc); err != nil {
-		return bridge.Identity{}, unauthorized("invalid token: %s", jwtReason(err))
+	if t, err := v.parser.ParseWithClaims(tok, claims, v.keyFunc); err != nil {
+		return bridge.Identity{}, unauthorized("invalid token: %s", v.reason(t, claims, err))
 	}
 	id := bridge.Identity{Kind: bridge.KindJWT}
 	name, ok := claims[v.cfg.NameClaim].(string)
@@ -149,6 +158,13 @@ func (v *jwtVerifier) verify(tok string) (bridge.Identity, error) {
 		return bridge.Identity{}, unauthorized("invalid token: no %q claim with the identity's name", v.cfg.NameClaim)
 	}
 	id.Name = name
+	if v.cfg.Issuer == "" {
+		// Tokens of any issuer pass: the issuer is part of who this is
+		// (Identity.Key), so that "alice" of one issuer is not "alice" of
+		// another whose tokens the same keys verify (a multi-tenant
+		// provider). With one configured issuer every token has it.
+		id.Issuer, _ = claims.GetIssuer()
+	}
 	if v.cfg.ClientIDClaim != "" {
 		if c, ok := claims[v.cfg.ClientIDClaim]; ok {
 			s, isString := c.(string)
@@ -196,33 +212,75 @@ func parseRulesClaim(raw any) (bridge.Rules, error) {
 	return r, nil
 }
 
-// jwtReason says why a token failed, without quoting it.
-func jwtReason(err error) string {
+// reason says why a token failed, one message for each problem, quoting
+// nothing of the token but what it says wrongly (its alg, kid, iss).
+func (v *jwtVerifier) reason(t *jwt.Token, claims jwt.MapClaims, err error) string {
+	var u *unknownKey
+	switch {
+	case t == nil || errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed: not a JSON Web Token (base64url header, claims and signature; JSON header and claims)"
+	case t.Method == nil || !slices.Contains(v.cfg.Algorithms, t.Method.Alg()):
+		alg, _ := t.Header["alg"].(string)
+		if alg == "" {
+			return "the header names no algorithm (alg)"
+		}
+		return fmt.Sprintf("the algorithm %q is not allowed (allowed: %s)", truncate(alg), strings.Join(v.cfg.Algorithms, ", "))
+	case errors.As(err, &u):
+		return u.Error()
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "bad signature"
+	case !errors.Is(err, jwt.ErrTokenInvalidClaims):
+		return "no key can verify it"
+	}
+	// The signature is good: the claims are wrong, maybe several of them.
+	var out []string
+	if errors.Is(err, jwt.ErrTokenRequiredClaimMissing) {
+		exp, expErr := claims.GetExpirationTime()
+		iss, issErr := claims.GetIssuer()
+		aud, audErr := claims.GetAudience()
+		for _, c := range []struct {
+			name    string
+			missing bool
+		}{
+			{"exp", expErr == nil && exp == nil},
+			{"iss", v.cfg.Issuer != "" && issErr == nil && iss == ""},
+			{"aud", v.cfg.Audience != "" && audErr == nil && strings.Join(aud, "") == ""},
+		} {
+			if c.missing {
+				out = append(out, "no "+c.name+" claim, which is required")
+			}
+		}
+	}
+	at := func(get func() (*jwt.NumericDate, error)) string {
+		if d, err := get(); err == nil && d != nil {
+			return d.UTC().Format(time.RFC3339)
+		}
+		return "?"
+	}
 	for _, c := range []struct {
 		err error
-		msg string
+		msg func() string
 	}{
-		{jwt.ErrTokenMalformed, "malformed"},
-		{jwt.ErrTokenSignatureInvalid, "signature invalid"},
-		{jwt.ErrTokenExpired, "token expired"},
-		{jwt.ErrTokenNotValidYet, "not valid yet"},
-		{jwt.ErrTokenUsedBeforeIssued, "issued in the future"},
-		{jwt.ErrTokenInvalidAudience, "wrong audience"},
-		{jwt.ErrTokenInvalidIssuer, "wrong issuer"},
-		{jwt.ErrTokenRequiredClaimMissing, "a required claim is missing (exp is required)"},
+		{jwt.ErrTokenInvalidIssuer, func() string {
+			iss, _ := claims.GetIssuer()
+			return fmt.Sprintf("wrong issuer: iss %q is not the configured issuer", truncate(iss))
+		}},
+		{jwt.ErrTokenInvalidAudience, func() string { return "wrong audience: aud does not name this bridge's audience" }},
+		{jwt.ErrTokenExpired, func() string { return "expired at " + at(claims.GetExpirationTime) }},
+		{jwt.ErrTokenNotValidYet, func() string { return "not valid before " + at(claims.GetNotBefore) }},
+		{jwt.ErrTokenUsedBeforeIssued, func() string { return "issued in the future, at " + at(claims.GetIssuedAt) }},
+		{jwt.ErrInvalidType, func() string {
+			return "a claim has the wrong type (exp, nbf and iat are numbers; iss a string; aud a string or a list of strings)"
+		}},
 	} {
 		if errors.Is(err, c.err) {
-			return c.msg
+			out = append(out, c.msg())
 		}
 	}
-	if errors.Is(err, jwt.ErrTokenUnverifiable) {
-		var u *unknownKey
-		if errors.As(err, &u) {
-			return u.Error()
-		}
-		return "the algorithm is not allowed or no key can verify it"
+	if len(out) == 0 {
+		return "not a valid token"
 	}
-	return "not a valid token"
+	return strings.Join(out, "; ")
 }
 
 type unknownKey struct{ kid string }
@@ -252,7 +310,17 @@ func (v *jwtVerifier) keyFunc(t *jwt.Token) (any, error) {
 	kid, _ := t.Header["kid"].(string)
 	candidates := slices.Clone(v.static)
 	if v.jwks != nil {
-		candidates = append(candidates, v.jwks.keys(kid)...)
+		// The key of the token's kid, or every key when it names none; an
+		// error when the set lacks the kid even after a refresh.
+		if k, err := v.jwks.Keyfunc(t); err == nil {
+			if set, ok := k.(jwt.VerificationKeySet); ok {
+				for _, k := range set.Keys {
+					candidates = append(candidates, k)
+				}
+			} else {
+				candidates = append(candidates, k)
+			}
+		}
 	}
 	for _, k := range candidates {
 		if keyFits(alg, k) {

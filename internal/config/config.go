@@ -62,6 +62,21 @@ type HTTP struct {
 	// SSEHeartbeat is the interval of keep-alive comments on SSE streams.
 	// Default 15s.
 	SSEHeartbeat Duration `yaml:"sse_heartbeat"`
+	// ReadHeaderTimeout bounds reading a request's line and headers.
+	// Default 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, line, headers and body:
+	// a client that sends its body more slowly gets 400 and its connection
+	// is closed. It does not cut what follows: SSE, long-poll, WebSocket,
+	// or a request waiting for its reply. Default 30s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a keep-alive connection that sends no next
+	// request for this long. Default 30s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds a request's line and headers, from 1KiB to
+	// 1MiB; a request over it (and over the 4KiB that Go's server allows
+	// on top) is answered 431. Default 32KiB.
+	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
 	// TLS serves HTTPS (security.go); CORS admits other origins.
 	TLS  ServerTLS `yaml:"tls"`
 	CORS CORS      `yaml:"cors"`
@@ -249,6 +264,11 @@ func Default() Config {
 			ShutdownTimeout: Duration(10 * time.Second),
 			MaxWait:         Duration(60 * time.Second),
 			SSEHeartbeat:    Duration(15 * time.Second),
+
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			ReadTimeout:       Duration(30 * time.Second),
+			IdleTimeout:       Duration(30 * time.Second),
+			MaxHeaderBytes:    32 * KiB,
 		},
 		MQTT: MQTT{
 			Topics:         []string{"#"},

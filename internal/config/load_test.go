@@ -35,6 +35,11 @@ func TestLoadDefaults(t *testing.T) {
 			SSEHeartbeat:    Duration(15 * time.Second),
 			TLS:             ServerTLS{ClientAuth: "optional", MinVersion: "1.2"},
 			CORS:            CORS{MaxAge: Duration(10 * time.Minute)},
+
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			ReadTimeout:       Duration(30 * time.Second),
+			IdleTimeout:       Duration(30 * time.Second),
+			MaxHeaderBytes:    32 << 10,
 		},
 		MQTT: MQTT{
 			Topics:         []string{"#"},
@@ -57,7 +62,7 @@ func TestLoadDefaults(t *testing.T) {
 		History: History{Size: 10000, Age: Duration(time.Hour)},
 		Auth:    Auth{TicketTTL: Duration(30 * time.Second), JWT: JWT{NameClaim: "sub", JWKSRefresh: Duration(15 * time.Minute)}},
 		Limits: Limits{TopicLength: 65535, TopicLevels: 64, SubscriptionsPerConnection: 1000, ConnectionsPerIdentity: 100,
-			PublishRate: 100, PublishBurst: 200, RequestRate: 10, RequestBurst: 20},
+			PublishRate: 100, PublishBurst: 200, RequestRate: 10, RequestBurst: 20, ReadRate: 100, ReadBurst: 200},
 		Request:   Request{ReplyPrefix: "mqttbridge/reply/", Timeout: Duration(10 * time.Second), MaxTimeout: Duration(time.Minute)},
 		MQTTProxy: MQTTProxy{Enabled: true, Credentials: "broker", MaxPacketSize: MiB, IdleTimeout: Duration(5 * time.Minute)},
 		Tracing:   Tracing{SampleRatio: 1, ServiceName: "mqttbridge", BatchTimeout: Duration(5 * time.Second)},

@@ -155,6 +155,12 @@ type Limits struct {
 	// Defaults 10 and 20.
 	RequestRate  float64 `yaml:"request_rate"`
 	RequestBurst int     `yaml:"request_burst"`
+	// ReadRate and ReadBurst are the token bucket of each authenticated
+	// identity's reads: GET of a topic, each page of a list, and each
+	// WebSocket, SSE or long-poll connection; rate 0 for no limit.
+	// Defaults 100 and 200.
+	ReadRate  float64 `yaml:"read_rate"`
+	ReadBurst int     `yaml:"read_burst"`
 }
 
 // jwtAlgorithms are the algorithms auth.jwt.algorithms may name.
@@ -166,7 +172,7 @@ func defaultSecurity(c *Config) {
 	c.HTTP.CORS = CORS{MaxAge: Duration(10 * time.Minute)}
 	c.Auth = Auth{TicketTTL: Duration(30 * time.Second), JWT: JWT{NameClaim: "sub", JWKSRefresh: Duration(15 * time.Minute)}}
 	c.Limits = Limits{TopicLength: 65535, TopicLevels: 64, SubscriptionsPerConnection: 1000, ConnectionsPerIdentity: 100,
-		PublishRate: 100, PublishBurst: 200, RequestRate: 10, RequestBurst: 20}
+		PublishRate: 100, PublishBurst: 200, RequestRate: 10, RequestBurst: 20, ReadRate: 100, ReadBurst: 200}
 }
 
 // secretFile reads a secret from a file: its contents without one trailing
@@ -315,7 +321,8 @@ func (c Config) validateSecurity(p *problems) {
 		key   string
 		rate  float64
 		burst int
-	}{{"limits.publish", l.PublishRate, l.PublishBurst}, {"limits.request", l.RequestRate, l.RequestBurst}} {
+	}{{"limits.publish", l.PublishRate, l.PublishBurst}, {"limits.request", l.RequestRate, l.RequestBurst},
+		{"limits.read", l.ReadRate, l.ReadBurst}} {
 		if r.rate < 0 {
 			p.add(r.key+"_rate", "must be 0 (no limit) or more, got %g", r.rate)
 		}

@@ -42,6 +42,8 @@ func TestSecurityValidation(t *testing.T) {
 		{"topic_length", "limits: {topic_length: 70000}", "limits.topic_length", []string{"65535"}},
 		{"negative levels", "limits: {topic_levels: -1}", "limits.topic_levels", []string{"0 (no limit)"}},
 		{"burst", "limits: {publish_rate: 5, publish_burst: 0}", "limits.publish_burst", []string{"at least 1"}},
+		{"read burst", "limits: {read_rate: 5, read_burst: 0}", "limits.read_burst", []string{"at least 1"}},
+		{"negative read rate", "limits: {read_rate: -1}", "limits.read_rate", []string{"0 (no limit)"}},
 		{"secret file missing", "mqtt: {url: 'mqtt://a', password_file: " + filepath.Join(dir, "nope") + "}", "mqtt.password_file", []string{"cannot read", "no such file"}},
 		{"secret twice", "mqtt: {url: 'mqtt://a', password: p, password_file: " + filepath.Join(dir, "ca.pem") + "}", "mqtt.password_file", []string{"set one of them"}},
 		{"password file without url", "mqtt: {password_file: " + filepath.Join(dir, "ca.pem") + "}", "mqtt.password_file", []string{"only used with mqtt.url"}},

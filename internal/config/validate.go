@@ -118,6 +118,12 @@ func (c Config) validate(origins map[string]string) error {
 	checkPositive(p, "http.shutdown_timeout", c.HTTP.ShutdownTimeout)
 	checkPositive(p, "http.max_wait", c.HTTP.MaxWait)
 	checkPositive(p, "http.sse_heartbeat", c.HTTP.SSEHeartbeat)
+	checkPositive(p, "http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
+	checkPositive(p, "http.read_timeout", c.HTTP.ReadTimeout)
+	checkPositive(p, "http.idle_timeout", c.HTTP.IdleTimeout)
+	if n := c.HTTP.MaxHeaderBytes; n < KiB || n > MiB {
+		p.add("http.max_header_bytes", "must be from 1KiB to 1MiB, got %s", n)
+	}
 	c.validateWS(p)
 
 	c.validateMQTT(p)

@@ -46,6 +46,7 @@ type Metrics struct {
 	ingestErrs   *prometheus.CounterVec
 	leaseHeld    *prometheus.GaugeVec
 	tailLag      prometheus.Gauge
+	tailGap      prometheus.Counter
 	streams      *prometheus.GaugeVec
 	delivered    *prometheus.CounterVec
 	drops        *prometheus.CounterVec
@@ -83,6 +84,8 @@ func New() *Metrics {
 		Help: "1 while this instance holds the broker's ingest lease."}, []string{"broker"})
 	m.tailLag = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "tail_lag_seconds",
 		Help: "Now minus received_at of the last message the history tail delivered."})
+	m.tailGap = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "tail_gap_messages_total",
+		Help: "Messages the history tail lost: they left the history window before it read them (at least this many). Only with Redis."})
 	m.streams = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "stream_connections",
 		Help: "Open streams by kind (ws, sse, longpoll, mqtt)."}, []string{"kind"})
 	m.delivered = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_delivered_total",
@@ -106,7 +109,7 @@ func New() *Metrics {
 		m.slowClosed.WithLabelValues(s)
 	}
 	reg.MustRegister(m.httpRequests, m.httpDuration, m.published, m.storeDur, m.storeErrs, m.ingested, m.ingestErrs,
-		m.leaseHeld, m.tailLag, m.streams, m.delivered, m.drops, m.slowClosed, subs, m.ext, backlog{&m.bridge},
+		m.leaseHeld, m.tailLag, m.tailGap, m.streams, m.delivered, m.drops, m.slowClosed, subs, m.ext, backlog{&m.bridge},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -176,6 +179,9 @@ func (m *Metrics) IngestLease(broker string, held bool) {
 
 // TailLag implements bridge.Metrics.
 func (m *Metrics) TailLag(d time.Duration) { m.tailLag.Set(max(d, 0).Seconds()) }
+
+// TailGap implements bridge.Metrics.
+func (m *Metrics) TailGap(lost int64) { m.tailGap.Add(float64(lost)) }
 
 // StreamOpened implements bridge.Metrics.
 func (m *Metrics) StreamOpened(kind string) { m.streams.WithLabelValues(kind).Inc() }

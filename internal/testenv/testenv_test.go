@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -185,4 +186,29 @@ func TestNewCertsAreUsableByMosquitto(t *testing.T) {
 	if m.TLSPort == 0 || m.TLSURL != fmt.Sprintf("mqtts://127.0.0.1:%d", m.TLSPort) {
 		t.Fatalf("TLS listener: %+v", m)
 	}
+}
+
+// The delay proxy forwards to Redis, at once until slowed, and slows the
+// answers by at least the delay set at run time.
+func TestDelayProxy(t *testing.T) {
+	u, err := url.Parse(RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := StartDelayProxy(t, u.Host)
+	ping := func() time.Duration {
+		t.Helper()
+		start := time.Now()
+		if r, err := RedisDo(p.Addr, 10*time.Second, "PING"); err != nil || r != "PONG" {
+			t.Fatalf("PING through the proxy: %v %v", r, err)
+		}
+		return time.Since(start)
+	}
+	ping()
+	p.SetDelay(500 * time.Millisecond)
+	if d := ping(); d < 500*time.Millisecond {
+		t.Fatalf("a slowed PING took %s, want at least 500ms", d)
+	}
+	p.SetDelay(0)
+	ping()
 }

@@ -82,6 +82,12 @@ func TestClusterConformance(t *testing.T) {
 		return newDeployStore(t, client, Config{HistorySize: w.Size, HistoryAge: w.Age})
 	}
 	t.Run("Store", func(t *testing.T) { storetest.Run(t, newStore) })
+	t.Run("Tail", func(t *testing.T) {
+		storetest.RunTail(t, func(t *testing.T, w storetest.Window) (bridge.Store, bridge.Tailer) {
+			s := newStore(t, w)
+			return s, s.(*Store)
+		})
+	})
 	t.Run("Groups", func(t *testing.T) {
 		storetest.RunGroups(t, func(t *testing.T, w storetest.Window) (bridge.Store, bridge.Groups) {
 			s := newDeployStore(t, client, Config{HistorySize: w.Size, HistoryAge: w.Age})
@@ -133,6 +139,12 @@ func TestSentinelConformance(t *testing.T) {
 		return newDeployStore(t, client, Config{HistorySize: w.Size, HistoryAge: w.Age})
 	}
 	t.Run("Store", func(t *testing.T) { storetest.Run(t, newStore) })
+	t.Run("Tail", func(t *testing.T) {
+		storetest.RunTail(t, func(t *testing.T, w storetest.Window) (bridge.Store, bridge.Tailer) {
+			s := newStore(t, w)
+			return s, s.(*Store)
+		})
+	})
 	t.Run("Fleet", func(t *testing.T) {
 		testFleet(t, func(t *testing.T) *Store { return newDeployStore(t, client, Config{}) })
 	})
@@ -221,7 +233,7 @@ func testFleet(t *testing.T, newStore func(t *testing.T) *Store) {
 				for _, m := range msgs {
 					got <- m
 				}
-			})
+			}, func(g bridge.Gap) { t.Errorf("unexpected %+v", g) })
 		})
 		var want []string
 		for i := range 5 {

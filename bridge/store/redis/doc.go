@@ -30,6 +30,9 @@
 //	               (a delete) is an entry like any other. The stream's
 //	               last-generated-id is the newest id ever assigned, its
 //	               max-deleted-entry-id the newest id trimmed.
+//	{P}secret:<name> string, 32 random bytes that every instance shares
+//	               (SharedSecret, SET NX GET): "cursor" is the key that
+//	               seals list cursors.
 //
 // The <topic> in a key is the topic name byte for byte, unescaped: the "lv:"
 // part keeps it apart from the other keys.

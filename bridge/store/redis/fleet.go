@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/bridge/store/internal/storeutil"
 )
 
 var (
@@ -101,30 +102,92 @@ func (s *Store) PutFenced(ctx context.Context, msg bridge.Message, name, token s
 	return out[0], nil
 }
 
-// tailBlock is how long one XREAD waits for new entries.
-const tailBlock = time.Second
+// tailBlock is how long one XREAD waits for new entries; tailPage is the
+// most entries one read of the tail returns.
+const (
+	tailBlock = time.Second
+	tailPage  = 512
+)
 
-// Tail reads the history stream with XREAD BLOCK from after, calling fn
-// with each batch, until ctx ends. A failed read is retried after a short
-// pause from the last id delivered, so nothing is skipped while the
-// entries are still in the stream.
-func (s *Store) Tail(ctx context.Context, after string, fn func([]bridge.Message)) error {
+// tailScript reads the tail's next page: the entries after ARGV[1], and in
+// the same step, when ARGV[1] is no longer in the stream (it was trimmed,
+// or it is "0-0") or ARGV[3] is "1", the stream's max-deleted-entry-id,
+// entries-added and length. Trimming drops the oldest entries, so while
+// ARGV[1] is still there nothing after it was trimmed, and the stream info
+// is needed only when it is not.
+//
+// KEYS: 1 history stream. ARGV: 1 the last id the tail read, 2 the most
+// entries to return, 3 "1" to return the stream info anyway.
+// Returns {entries} or {entries, {max-deleted-entry-id, entries-added,
+// length}}.
+var tailScript = redis.NewScript(`#!lua flags=no-writes
+local limit = tonumber(ARGV[2])
+local r = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', limit + 1)
+local kept = r[1] ~= nil and r[1][1] == ARGV[1]
+if kept then
+  table.remove(r, 1)
+elseif #r > limit then
+  table.remove(r)
+end
+if kept and ARGV[3] ~= '1' then
+  return {r}
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {r, {'0-0', 0, 0}}
+end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local f = {}
+for i = 1, #info, 2 do
+  f[info[i]] = info[i + 1]
+end
+return {r, {f['max-deleted-entry-id'], f['entries-added'], f['length']}}
+`)
+
+// tailState is where a tail is: the last id it read, and how many entries
+// the stream had added up to it (entries-added then), -1 while unknown.
+type tailState struct {
+	pos   storeutil.ID
+	added int64
+}
+
+// Tail reads the history stream from after, calling fn with each batch,
+// until ctx ends. Once it has read everything it waits for new entries
+// with XREAD BLOCK. A failed read is retried after a short pause from the
+// last id read.
+//
+// Each read checks, in the same step, that the last id read is still in
+// the stream; when it was trimmed and the stream's max-deleted-entry-id is
+// newer, the entries between it and the oldest one left are lost: Tail
+// calls gap and continues from the oldest one left. The count of lost
+// entries comes from the stream's entries-added, which numbers every entry
+// ever added: the tail learns the number of its position the first time it
+// reads up to the end of the stream (entries-added then), and adds what it
+// reads. It is exact, unless the tail fell that far behind before it ever
+// caught up: then it is at least 1.
+func (s *Store) Tail(ctx context.Context, after string, fn func([]bridge.Message), gap func(bridge.Gap)) error {
+	pos, err := storeutil.ParseID(after)
+	if err != nil {
+		return err
+	}
+	t := tailState{pos: pos, added: -1}
 	pause := 100 * time.Millisecond
+	wait := false // the tail has read everything: wait for more
 	for ctx.Err() == nil {
-		rctx, cancel := context.WithTimeout(ctx, tailBlock+s.timeout)
-		res, err := s.client.XRead(rctx, &redis.XReadArgs{
-			Streams: []string{s.history, after},
-			Count:   512,
-			Block:   tailBlock,
-		}).Result()
-		cancel()
-		switch {
-		case errors.Is(err, redis.Nil):
-			continue // nothing new within the block
-		case err != nil:
+		var err error
+		if wait {
+			err = s.tailWait(ctx, t.pos)
+			if errors.Is(err, redis.Nil) {
+				continue // nothing new within the block
+			}
+		}
+		if err == nil {
+			wait, err = s.tailRead(ctx, &t, fn, gap)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
+			wait = false
 			select {
 			case <-ctx.Done():
 			case <-time.After(pause):
@@ -133,22 +196,131 @@ func (s *Store) Tail(ctx context.Context, after string, fn func([]bridge.Message
 			continue
 		}
 		pause = 100 * time.Millisecond
-		for _, st := range res {
-			msgs := make([]bridge.Message, 0, len(st.Messages))
-			for _, e := range st.Messages {
-				m, err := decodeXMessage(e)
-				if err != nil {
-					continue
-				}
-				msgs = append(msgs, m)
-				after = e.ID
-			}
-			if len(msgs) > 0 {
-				fn(msgs)
-			}
-		}
 	}
 	return ctx.Err()
+}
+
+// tailWait waits up to tailBlock for an entry after pos; redis.Nil when
+// none came.
+func (s *Store) tailWait(ctx context.Context, pos storeutil.ID) error {
+	ctx, cancel := context.WithTimeout(ctx, tailBlock+s.timeout)
+	defer cancel()
+	return s.client.XRead(ctx, &redis.XReadArgs{
+		Streams: []string{s.history, pos.String()},
+		Count:   1,
+		Block:   tailBlock,
+	}).Err()
+}
+
+// tailRead reads the next page after t.pos, reports a gap before it, and
+// hands its messages to fn. done is true when the page reached the end of
+// the stream.
+func (s *Store) tailRead(ctx context.Context, t *tailState, fn func([]bridge.Message), gap func(bridge.Gap)) (done bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	info := "0"
+	if t.added < 0 {
+		info = "1"
+	}
+	res, err := tailScript.Run(ctx, s.client, []string{s.history}, t.pos.String(), tailPage, info).Slice()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	entries, st, err := decodeTail(res)
+	if err != nil {
+		return false, err
+	}
+	done = len(entries) < tailPage
+	if len(entries) == 0 {
+		if st != nil && t.added < 0 && !t.pos.Less(st.trimmed) {
+			t.added = st.added
+		}
+		return done, nil
+	}
+	from, first := t.pos, ""
+	msgs := make([]bridge.Message, 0, len(entries))
+	for _, raw := range entries {
+		m, err := decodeEntry(raw)
+		if err == nil {
+			msgs = append(msgs, m)
+		} else {
+			m.ID = entryID(raw) // skipped, but read
+		}
+		pos, err := storeutil.ParseID(m.ID)
+		if err != nil {
+			return false, corruptEntry(m.ID, "bad id")
+		}
+		if first == "" {
+			first = m.ID
+		}
+		t.pos = pos
+	}
+	switch {
+	case st != nil && !st.trimmed.Less(from):
+		// Every entry up to from is gone (or none was ever trimmed, and
+		// from is "0-0"), so the first one read is the stream's first,
+		// number added-length+1; those between from and it are lost.
+		if from.Less(st.trimmed) {
+			g := bridge.Gap{After: from.String(), Next: first, Lost: 1}
+			if n := st.added - st.length - t.added; t.added >= 0 && n > 0 {
+				g.Lost, g.Exact = n, true
+			}
+			gap(g)
+		}
+		t.added = st.added - st.length + int64(len(entries))
+	case st != nil && done:
+		t.added = st.added // read up to the stream's last entry
+	case t.added >= 0:
+		t.added += int64(len(entries))
+	}
+	if len(msgs) > 0 {
+		fn(msgs)
+	}
+	return done, nil
+}
+
+// tailInfo is the stream info tailScript returns.
+type tailInfo struct {
+	trimmed       storeutil.ID // max-deleted-entry-id
+	added, length int64
+}
+
+// decodeTail splits the answer of tailScript; info is nil when the script
+// did not read it.
+func decodeTail(res []any) (entries []any, info *tailInfo, err error) {
+	bad := bridge.Errorf(bridge.ECodeInternal, "unexpected answer from Redis tailing the history")
+	if len(res) < 1 || len(res) > 2 {
+		return nil, nil, bad
+	}
+	entries, ok := res[0].([]any)
+	if !ok {
+		return nil, nil, bad
+	}
+	if len(res) == 1 {
+		return entries, nil, nil
+	}
+	f, ok := res[1].([]any)
+	if !ok || len(f) != 3 {
+		return nil, nil, bad
+	}
+	mark, _ := f[0].(string)
+	info = &tailInfo{}
+	info.added, ok = f[1].(int64)
+	info.length, _ = f[2].(int64)
+	if info.trimmed, err = storeutil.ParseID(mark); err != nil || !ok {
+		return nil, nil, bad
+	}
+	return entries, info, nil
+}
+
+// entryID is the id of a raw entry that did not decode; "" when it has
+// none.
+func entryID(raw any) string {
+	if e, ok := raw.([]any); ok && len(e) == 2 {
+		id, _ := e[0].(string)
+		return id
+	}
+	return ""
 }
 
 // decodeXMessage turns an entry read with XREAD into a message.

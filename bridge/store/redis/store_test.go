@@ -145,6 +145,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestTailConformance(t *testing.T) {
+	storetest.RunTail(t, func(t *testing.T, w storetest.Window) (bridge.Store, bridge.Tailer) {
+		s := newTestStore(t, Config{HistorySize: w.Size, HistoryAge: w.Age})
+		return s, s
+	})
+}
+
 func requireUnavailable(t *testing.T, what string, err error) {
 	t.Helper()
 	var e *bridge.Error

@@ -3,11 +3,11 @@
 # docs/benchmarks.md ("How we measure"): each system under test pinned to CPU 0, the
 # generator to CPU 1, three rounds, medians and ratios.
 #
-#   cmd/mqttbench/run.sh                      # P1 and R1, tables on stdout
-#   cmd/mqttbench/run.sh -scenario R1         # extra flags go to `mqttbench run`
-#   cmd/mqttbench/run.sh -scenario ws         # F1 (fan-out) and M1 (idle memory)
-#   cmd/mqttbench/run.sh -scenario S1         # stream store vs redis-benchmark XADD
-#   BRIDGE_REF=HEAD cmd/mqttbench/run.sh      # measure a commit, not the work tree
+#   bench/run.sh                      # P1 and R1, tables on stdout
+#   bench/run.sh -scenario R1         # extra flags go to `mqttbench run`
+#   bench/run.sh -scenario ws         # F1 (fan-out) and M1 (idle memory)
+#   bench/run.sh -scenario S1         # stream store vs redis-benchmark XADD
+#   BRIDGE_REF=HEAD bench/run.sh      # measure a commit, not the work tree
 #
 # BRIDGE_BIN and MQTTBENCH_BIN move the two binaries (default
 # /tmp/mqttbridge and /tmp/mqttbench), so that runs of several people on one
@@ -25,7 +25,7 @@
 # hard limit here (the servers inherit it; Mosquitto's is set with prlimit).
 # Everything started is stopped on exit; nothing listens beyond loopback.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)"
 bridge_bin=${BRIDGE_BIN:-/tmp/mqttbridge}
 bench_bin=${MQTTBENCH_BIN:-/tmp/mqttbench}
@@ -39,5 +39,5 @@ else
   echo "bridge: work tree on top of $(git rev-parse --short HEAD)" >&2
   go build -o "$bridge_bin" ./cmd/mqttbridge
 fi
-go build -o "$bench_bin" ./cmd/mqttbench
+(cd bench && go build -o "$bench_bin" .)
 "$bench_bin" run -bridge "$bridge_bin" "$@"

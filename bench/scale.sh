@@ -9,16 +9,16 @@
 # command (INFO commandstats), divided by the messages delivered, say what
 # one message costs Redis with N instances tailing.
 #
-#   cmd/mqttbench/scale.sh                # 1 2 4 8 instances, 10 s each
-#   INSTANCES="1 3" DURATION=5s cmd/mqttbench/scale.sh
+#   bench/scale.sh                # 1 2 4 8 instances, 10 s each
+#   INSTANCES="1 3" DURATION=5s bench/scale.sh
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 instances=${INSTANCES:-1 2 4 8}
 duration=${DURATION:-10s}
 bridge_bin=${BRIDGE_BIN:-/tmp/mqttbridge-scale}
 bench_bin=${MQTTBENCH_BIN:-/tmp/mqttbench-scale}
 go build -o "$bridge_bin" ./cmd/mqttbridge
-go build -o "$bench_bin" ./cmd/mqttbench
+(cd bench && go build -o "$bench_bin" .)
 work=$(mktemp -d /tmp/mqttbench-scale.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

@@ -97,7 +97,9 @@ func buildBridge(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "mqttbridge")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/mqttbridge/mqttbridge/cmd/mqttbridge").CombinedOutput()
+	build := exec.CommandContext(ctx, goTool, "build", "-o", bin, "./cmd/mqttbridge")
+	build.Dir = ".." // the product's module
+	out, err := build.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build ./cmd/mqttbridge: %v\n%s", err, out)
 	}

@@ -327,7 +327,9 @@ func TestBridgeSmoke(t *testing.T) {
 	bin := os.Getenv("MQTTBENCH_BRIDGE")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "mqttbridge")
-		out, err := exec.Command("go", "build", "-o", bin, "github.com/mqttbridge/mqttbridge/cmd/mqttbridge").CombinedOutput()
+		build := exec.Command("go", "build", "-o", bin, "./cmd/mqttbridge")
+		build.Dir = ".." // the product's module
+		out, err := build.CombinedOutput()
 		if err != nil {
 			t.Skipf("the bridge in this tree does not build (its own tests report why): %v\n%s", err, out)
 		}
