@@ -222,6 +222,10 @@ type Alarm struct {
 	// History is every transition, oldest first (at most
 	// MaxAlarmHistory).
 	History []AlarmTransition
+	// Rev counts the writes of the alarm: 1 when raised, one more with
+	// each transition. Feeds use it to drop what is older than what they
+	// sent.
+	Rev int
 }
 
 // AlarmTransition is one entry of an alarm's history.
@@ -315,6 +319,15 @@ type AlarmStore interface {
 	// SetAlarmsApplied makes id the newest message applied, unless a newer
 	// one is.
 	SetAlarmsApplied(ctx context.Context, id string) error
+}
+
+// AlarmTailer is an AlarmStore that several instances share: TailAlarms
+// calls fn with every alarm that UpdateAlarm writes, on any instance, from
+// when it starts until ctx ends, in the order they were written; after a
+// lost connection it goes on from where it was. Each instance hands them
+// to its own feeds.
+type AlarmTailer interface {
+	TailAlarms(ctx context.Context, fn func([]Alarm)) error
 }
 
 // AlarmQuery selects open alarms for ListAlarms.

@@ -26,6 +26,7 @@ type alarmState struct {
 	cfgs  []AlarmConfig
 	store AlarmStore
 	esc   Escalator
+	tail  AlarmTailer   // the store, when it is shared; nil: transitions go to the feeds here
 	wake  chan struct{} // a message was recorded
 	ready atomic.Bool   // the applied position is known
 	err   atomic.Pointer[string]
@@ -48,12 +49,41 @@ func newAlarmState(cfg *Config) (*alarmState, error) {
 			return nil, fmt.Errorf("bridge: alarms are configured, but there is no AlarmStore")
 		}
 	}
+	st.tail, _ = st.store.(AlarmTailer)
 	for _, c := range cfg.Alarms {
 		if c.EscalateAfter > 0 && st.esc == nil {
 			return nil, fmt.Errorf("bridge: alarm %q escalates, but there is no Escalator", c.Name)
 		}
 	}
 	return st, nil
+}
+
+// updateAlarm is AlarmStore.UpdateAlarm that counts the alarm's
+// revisions and hands the alarm it wrote to the local feeds; with a shared
+// store, the alarm tail of every instance does (runAlarmTail).
+func (b *Bridge) updateAlarm(ctx context.Context, key AlarmKey, fn func(*Alarm) (*Alarm, error)) (Alarm, bool, error) {
+	a, wrote, err := b.al.store.UpdateAlarm(ctx, key, func(cur *Alarm) (*Alarm, error) {
+		next, err := fn(cur)
+		if next != nil {
+			next.Rev++
+		}
+		return next, err
+	})
+	if wrote && b.al.tail == nil {
+		b.hub.publishAlarm(NewAlarmEvent(a))
+	}
+	return a, wrote, err
+}
+
+// runAlarmTail hands every alarm written on any instance to the local
+// feeds, until ctx ends.
+func (b *Bridge) runAlarmTail(ctx context.Context) {
+	defer b.wg.Done()
+	_ = b.al.tail.TailAlarms(ctx, func(as []Alarm) {
+		for _, a := range as {
+			b.hub.publishAlarm(NewAlarmEvent(a))
+		}
+	})
 }
 
 // wakeAlarms tells the applier that a message was recorded; it never
@@ -243,7 +273,7 @@ func (b *Bridge) applyAlarm(ctx context.Context, m *Message) error {
 	clears := c.clears(m)
 	sctx, cancel := context.WithTimeout(ctx, b.cfg.StoreTimeout)
 	defer cancel()
-	a, wrote, err := b.al.store.UpdateAlarm(sctx, AlarmKey{Topic: m.Topic, Applied: m.ID}, func(cur *Alarm) (*Alarm, error) {
+	a, wrote, err := b.updateAlarm(sctx, AlarmKey{Topic: m.Topic, Applied: m.ID}, func(cur *Alarm) (*Alarm, error) {
 		return transition(c, cur, m, clears), nil
 	})
 	switch {
@@ -308,15 +338,15 @@ func (b *Bridge) escalateLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
-		err := b.eachOpenAlarm(ctx, func(a *Alarm) {
+		err := b.eachOpenAlarm(ctx, func(a *Alarm) error {
 			c := b.alarmConfig(a.Name)
 			if c == nil || c.EscalateAfter <= 0 || a.Acknowledged || !a.EscalatedAt.IsZero() || now.Sub(a.RaisedAt) < c.EscalateAfter {
-				return
+				return nil
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			if inFlight[a.ID] {
-				return
+				return nil
 			}
 			inFlight[a.ID] = true
 			wg.Go(func() {
@@ -325,6 +355,7 @@ func (b *Bridge) escalateLoop(ctx context.Context) {
 				delete(inFlight, a.ID)
 				mu.Unlock()
 			})
+			return nil
 		})
 		if err != nil && ctx.Err() == nil {
 			b.log.Debug("alarms: reading the open alarms failed", "err", err)
@@ -345,7 +376,7 @@ func (b *Bridge) escalate(ctx context.Context, c *AlarmConfig, a Alarm) {
 	now := time.Now()
 	for try := 0; ; try++ {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.StoreTimeout)
-		_, _, err := b.al.store.UpdateAlarm(sctx, AlarmKey{ID: a.ID}, func(cur *Alarm) (*Alarm, error) {
+		_, _, err := b.updateAlarm(sctx, AlarmKey{ID: a.ID}, func(cur *Alarm) (*Alarm, error) {
 			if cur == nil || !cur.EscalatedAt.IsZero() {
 				return nil, nil
 			}
@@ -366,8 +397,9 @@ func (b *Bridge) escalate(ctx context.Context, c *AlarmConfig, a Alarm) {
 	}
 }
 
-// eachOpenAlarm calls fn with every open alarm, newest first.
-func (b *Bridge) eachOpenAlarm(ctx context.Context, fn func(*Alarm)) error {
+// eachOpenAlarm calls fn with every open alarm, newest first, until fn
+// returns an error, which it returns.
+func (b *Bridge) eachOpenAlarm(ctx context.Context, fn func(*Alarm) error) error {
 	before := ""
 	for n := 0; n < MaxOpenAlarms; {
 		page, err := b.al.store.OpenAlarms(ctx, before, 1000)
@@ -375,7 +407,9 @@ func (b *Bridge) eachOpenAlarm(ctx context.Context, fn func(*Alarm)) error {
 			return err
 		}
 		for i := range page {
-			fn(&page[i])
+			if err := fn(&page[i]); err != nil {
+				return err
+			}
 		}
 		n += len(page)
 		if len(page) < 1000 {
@@ -540,7 +574,7 @@ func (b *Bridge) AckAlarm(ctx context.Context, id Identity, alarmID, comment str
 	}
 	now := time.Now()
 	var seen Alarm
-	a, _, err = b.al.store.UpdateAlarm(ctx, AlarmKey{ID: alarmID}, func(cur *Alarm) (*Alarm, error) {
+	a, _, err = b.updateAlarm(ctx, AlarmKey{ID: alarmID}, func(cur *Alarm) (*Alarm, error) {
 		switch {
 		case cur == nil:
 			return nil, errNoAlarm(alarmID)

@@ -89,6 +89,10 @@ func (b *Bridge) Start(ctx context.Context) {
 	if len(b.al.cfgs) > 0 {
 		b.wg.Add(1)
 		go b.runAlarms(ctx)
+		if b.al.tail != nil {
+			b.wg.Add(1)
+			go b.runAlarmTail(ctx)
+		}
 	}
 	if t, ok := b.cfg.Store.(Tailer); ok {
 		b.wg.Add(1)

@@ -77,7 +77,8 @@ func newConn(s *Server, ws *websocket.Conn, bc *batchConn, id bridge.Identity) *
 	}
 	// run writes first, as the writer: kicks wait for its release.
 	c.wstate.Store(wRunning)
-	c.feed = s.cfg.Bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.QueueMessages, QueueBytes: s.cfg.QueueBytes, Kind: "ws", Notify: c.kick})
+	c.feed = s.cfg.Bridge.NewFeed(id, bridge.FeedConfig{Queue: s.cfg.QueueMessages, QueueBytes: s.cfg.QueueBytes, Kind: "ws", Notify: c.kick,
+		Alarms: true})
 	return c
 }
 
@@ -511,6 +512,8 @@ func (c *conn) sendClose(code int, reason string) {
 
 type frameKey struct{ ack bool }
 
+type alarmKey struct{}
+
 // writeDelivery writes a message frame, built once per message and
 // variant for every connection.
 func (c *conn) writeDelivery(d bridge.Delivery) error {
@@ -519,8 +522,12 @@ func (c *conn) writeDelivery(d bridge.Delivery) error {
 		c.pending.add(d.Event.Message) // the writer keeps to MaxPending (writeBatch)
 		c.touch()                      // after the change, so that a checkpoint has it
 	}
-	if d.Snapshot || d.Gap != nil {
+	switch {
+	case d.Snapshot || d.Gap != nil:
 		return c.write(encodeDelivery(d))
+	case d.Alarm != nil:
+		frame := d.Alarm.Encoded(alarmKey{}, func(*bridge.Alarm) any { return textFrame(encodeDelivery(d)) })
+		return c.bc.writeFrame(frame.([]byte))
 	}
 	frame := d.Event.Encoded(frameKey{d.Ack}, func(*bridge.Message) any { return textFrame(encodeDelivery(d)) })
 	return c.bc.writeFrame(frame.([]byte))

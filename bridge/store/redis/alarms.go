@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -20,17 +21,29 @@ import (
 //	                      ZREVRANGEBYLEX.
 //	{P}alarmtopic:<topic> string, the id of the topic's open alarm.
 //	{P}alarms:applied     string, the SortKey of the newest message applied.
+//	{P}alarms:events      stream, every alarm written (field alarm, the
+//	                      JSON), about the newest alarmEvents: TailAlarms
+//	                      reads it.
 //
 // UpdateAlarm is an optimistic transaction: WATCH the keys it read, then
 // MULTI/EXEC the writes, again from the start when another writer came
 // first.
 
-var _ bridge.AlarmStore = (*Store)(nil)
+var (
+	_ bridge.AlarmStore  = (*Store)(nil)
+	_ bridge.AlarmTailer = (*Store)(nil)
+)
+
+// alarmEvents is about how many transitions {P}alarms:events keeps: a tail
+// that falls further behind misses some (a client that resumes gets the
+// open alarms anyway).
+const alarmEvents = 10000
 
 func (s *Store) alarmKey(id string) string        { return s.tag + "alarm:" + id }
 func (s *Store) alarmTopicKey(name string) string { return s.tag + "alarmtopic:" + name }
 func (s *Store) alarmsOpenKey() string            { return s.tag + "alarms:open" }
 func (s *Store) alarmsAppliedKey() string         { return s.tag + "alarms:applied" }
+func (s *Store) alarmEventsKey() string           { return s.tag + "alarms:events" }
 
 func decodeAlarm(raw string) (bridge.Alarm, error) {
 	var a bridge.Alarm
@@ -196,6 +209,7 @@ func (s *Store) UpdateAlarm(ctx context.Context, key bridge.AlarmKey, fn func(*b
 			if next == nil {
 				return nil
 			}
+			p.XAdd(ctx, &redis.XAddArgs{Stream: s.alarmEventsKey(), MaxLen: alarmEvents, Approx: true, Values: []string{"alarm", string(enc)}})
 			if next.Open() {
 				p.Set(ctx, s.alarmKey(next.ID), enc, 0)
 				p.ZAdd(ctx, s.alarmsOpenKey(), redis.Z{Member: storeutil.SortKey(next.ID)})
@@ -282,6 +296,65 @@ func (s *Store) SetAlarmsApplied(ctx context.Context, id string) error {
 	defer cancel()
 	if err := setAppliedScript.Run(ctx, s.client, []string{s.alarmsAppliedKey()}, storeutil.SortKey(id)).Err(); err != nil {
 		return unavailable(err)
+	}
+	return nil
+}
+
+// TailAlarms reads {P}alarms:events from its end, calling fn with each
+// batch, until ctx ends; a failed read is retried after a short pause from
+// the last entry read.
+func (s *Store) TailAlarms(ctx context.Context, fn func([]bridge.Alarm)) error {
+	last := "" // the last entry read; "" until the end of the stream is known
+	pause := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.tailAlarms(ctx, &last, fn)
+		if err == nil || errors.Is(err, redis.Nil) {
+			pause = 100 * time.Millisecond
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
+		pause = min(pause*2, 2*time.Second)
+	}
+	return ctx.Err()
+}
+
+// tailAlarms reads one batch after *last (finding the end of the stream
+// first), waiting up to tailBlock for one.
+func (s *Store) tailAlarms(ctx context.Context, last *string, fn func([]bridge.Alarm)) error {
+	if s.closed.Load() {
+		return storeutil.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, tailBlock+s.timeout)
+	defer cancel()
+	if *last == "" {
+		es, err := s.client.XRevRangeN(ctx, s.alarmEventsKey(), "+", "-", 1).Result()
+		if err != nil {
+			return err
+		}
+		*last = "0-0"
+		if len(es) > 0 {
+			*last = es[0].ID
+		}
+	}
+	res, err := s.client.XRead(ctx, &redis.XReadArgs{Streams: []string{s.alarmEventsKey(), *last}, Count: 100, Block: tailBlock}).Result()
+	if err != nil {
+		return err
+	}
+	var out []bridge.Alarm
+	for _, st := range res {
+		for _, e := range st.Messages {
+			*last = e.ID
+			raw, _ := e.Values["alarm"].(string)
+			if a, err := decodeAlarm(raw); err == nil {
+				out = append(out, a)
+			}
+		}
+	}
+	if len(out) > 0 {
+		fn(out)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -30,6 +31,7 @@ func RunAlarms(t *testing.T, newStore func(t *testing.T) bridge.AlarmStore) {
 		{"Invalid", testAlarmInvalid},
 		{"ConcurrentUpdates", testAlarmConcurrentUpdates},
 		{"ExactlyOneAck", testAlarmExactlyOneAck},
+		{"Tail", testAlarmTail},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -386,5 +388,63 @@ func testAlarmExactlyOneAck(t *testing.T, s bridge.AlarmStore) {
 	wg.Wait()
 	if wins.Load() != 1 || refused.Load() != n-1 {
 		t.Fatalf("%d acknowledgments won, %d were refused; want 1 and %d", wins.Load(), refused.Load(), n-1)
+	}
+}
+
+// testAlarmTail: a shared store's tail gets every alarm written after it
+// started, in order, as written.
+func testAlarmTail(t *testing.T, s bridge.AlarmStore) {
+	tailer, ok := s.(bridge.AlarmTailer)
+	if !ok {
+		t.Skip("not an AlarmTailer")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	got := make(chan bridge.Alarm, 100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = tailer.TailAlarms(ctx, func(as []bridge.Alarm) {
+			for _, a := range as {
+				got <- a
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	// Until the tail has found the end of the stream, writes may come
+	// before it: write until one arrives.
+	ms := int64(alarmMS)
+	for started := false; !started; {
+		ms++
+		raise(t, s, fmt.Sprintf("%d-0", ms), "warm")
+		select {
+		case <-got:
+			started = true
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	for len(got) > 0 {
+		<-got
+	}
+	var want []string
+	for i, topic := range []string{"a", "b", "a"} {
+		id := fmt.Sprintf("%d-%d", ms+1, i)
+		raise(t, s, id, topic)
+		want = append(want, topic)
+	}
+	var topics []string
+	for range want {
+		select {
+		case a := <-got:
+			topics = append(topics, a.Topic)
+			if a.Topic == "a" && len(topics) == 3 && a.Count != 2 {
+				t.Errorf("the tail gave %+v, want the update (count 2)", a)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the tail gave %v, want %v", topics, want)
+		}
+	}
+	if fmt.Sprint(topics) != fmt.Sprint(want) {
+		t.Fatalf("the tail gave %v, want %v", topics, want)
 	}
 }
