@@ -24,6 +24,7 @@ type Alarm struct {
 	AckedBy      *string      `json:"acked_by"`
 	Comment      *string      `json:"comment"`
 	EscalatedAt  *time.Time   `json:"escalated_at"`
+	Rev          int          `json:"rev"`
 	Message      Envelope     `json:"message"`
 	History      []Transition `json:"history,omitempty"`
 }
@@ -49,7 +50,7 @@ func NewAlarm(a *bridge.Alarm, history bool, now time.Time) Alarm {
 	}
 	out := Alarm{ID: a.ID, Name: a.Name, Topic: a.Topic, Active: a.Active, Acknowledged: a.Acknowledged, Count: a.Count,
 		RaisedAt: a.RaisedAt.UTC(), ClearedAt: when(a.ClearedAt), AckedAt: when(a.AckedAt), EscalatedAt: when(a.EscalatedAt),
-		Message: NewEnvelope(&a.Message, now)}
+		Rev: a.Rev, Message: NewEnvelope(&a.Message, now)}
 	if a.Acknowledged {
 		by, comment := a.AckedBy, a.Comment
 		out.AckedBy, out.Comment = &by, &comment
