@@ -98,15 +98,16 @@ type bridge struct {
 }
 
 // startBridge runs the bridge with its embedded broker and the in-memory
-// store on free ports, waits for /readyz, and stops it at cleanup.
-func startBridge(t *testing.T) bridge {
+// store on free ports, and args, waits for /readyz, and stops it at
+// cleanup.
+func startBridge(t *testing.T, args ...string) bridge {
 	t.Helper()
 	bin, _ := buildBridge(t)
 	httpPort, mqttPort := testenv.FreePort(t), testenv.FreePort(t)
-	cmd := exec.Command(bin,
+	cmd := exec.Command(bin, append([]string{
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--embedded-mqtt-addr", fmt.Sprintf("127.0.0.1:%d", mqttPort),
-		"--log-level", "warn")
+		"--log-level", "warn"}, args...)...)
 	// Only the flags configure it, whatever MQTTBRIDGE_* the caller has.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "MQTTBRIDGE_") {
@@ -213,6 +214,35 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) || len(png) < 10_000 {
 		t.Errorf("the screenshot is not a plausible PNG (%d bytes)", len(png))
+	}
+}
+
+// TestConsoleAlarmsInBrowser opens the console's Alarms view in Chromium
+// against a bridge with an alarm: devices raise, update and clear alarms
+// with mosquitto_pub, a person acknowledges in the page, another over the
+// API, and the page follows live, also across a dropped connection.
+func TestConsoleAlarmsInBrowser(t *testing.T) {
+	needNode(t)
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skipf("SKIPPED: %s is missing, so the console is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "alarms.yaml")
+	if err := os.WriteFile(conf, []byte(`alarms:
+  - name: plant
+    filters: [plant/+/alarm/#]
+    clear: ["0", "OK"]
+    ack_topic: "acks/{topic}"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := startBridge(t, "--config", conf)
+	_, root := buildBridge(t)
+	shot := filepath.Join(dir, "alarms.png")
+	runNode(t, root, 90*time.Second, nil, "--test-reporter=spec",
+		filepath.Join("web", "e2e", "alarms.test.mjs"), b.base, fmt.Sprint(b.mqttPort), shot)
+	if png, err := os.ReadFile(shot); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
+		t.Errorf("no screenshot of the Alarms view (%v)", err)
 	}
 }
 

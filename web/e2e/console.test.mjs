@@ -9,32 +9,16 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFile } from "node:child_process";
-import { promisify } from "node:util";
+import { spawn } from "node:child_process";
 import { copyFile, writeFile, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { CHROMIUM, CHROMIUM_ARGS, mosquittoPub as pub } from "./browser.mjs";
 
 const [base, mqttPort, screenshot] = process.argv.slice(2);
 const here = path.dirname(fileURLToPath(import.meta.url));
-const run = promisify(execFile);
-
-export const CHROMIUM = process.env.MQTTBRIDGE_CHROMIUM || "/usr/bin/chromium";
-export const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-function mosquittoPub(...args) {
-  return run("mosquitto_pub", ["-h", "127.0.0.1", "-p", mqttPort, "-V", "mqttv5", ...args], { timeout: 10000 });
-}
+const mosquittoPub = (...args) => pub(mqttPort, ...args);
 
 /** Starts mosquitto_sub for one message on topic; resolves once it is
  * subscribed (its debug output shows the SUBACK). .message resolves with
