@@ -237,9 +237,13 @@ func (b *Bridge) applyLoop(ctx context.Context) {
 		}
 		pause = 100 * time.Millisecond
 		for i := 0; i < len(msgs) && ctx.Err() == nil; {
-			if err := b.applyAlarm(ctx, &msgs[i]); err != nil {
-				retry("applying a message", err)
+			err := b.applyAlarm(ctx, &msgs[i])
+			switch {
+			case ErrorCode(err) == ECodeStoreUnavailable:
+				retry("applying a message", err) // and again, in order
 				continue
+			case err != nil: // no retry can help (a corrupt alarm): skip it
+				b.log.Error("alarms: a message cannot be applied; skipping it", "id", msgs[i].ID, "topic", msgs[i].Topic, "err", err)
 			}
 			pos = msgs[i].ID
 			i++
@@ -591,7 +595,8 @@ func (b *Bridge) AckAlarm(ctx context.Context, id Identity, alarmID, comment str
 		return seen, err
 	}
 	if c := b.alarmConfig(a.Name); c != nil && c.AckTopic != "" {
-		b.publishAck(ctx, c, &a)
+		// Even when the caller goes away now: the acknowledgment stands.
+		b.publishAck(context.WithoutCancel(ctx), c, &a)
 	}
 	return a, nil
 }
