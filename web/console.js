@@ -1,11 +1,13 @@
-// The console page: subscribe, publish, watch messages and alarms (and
-// acknowledge them), on top of client.js.
-// Message data only ever reaches the page as text nodes and attributes set
-// through the DOM, never as HTML.
+// The console page: sign in (with authentication on), subscribe, publish,
+// and watch the current value of every topic (State), the traffic
+// (Messages) and the open alarms, which a person acknowledges (Alarms), on
+// top of client.js. Message data only ever reaches the page
+// as text nodes and attributes set through the DOM, never as HTML.
 
-import { MqttBridge, topicMatches } from "./client.js";
+import { MqttBridge, compareIds, topicMatches } from "./client.js";
 
-const MAX_ROWS = 500;
+const MAX_ROWS = 500; // messages kept in the log
+const MAX_TOPICS = 2000; // topics kept in the state table
 
 const $ = (id) => document.getElementById(id);
 
@@ -38,24 +40,156 @@ function show(node, text, kind) {
   if (kind !== undefined) node.dataset.kind = kind;
 }
 
-const bridge = new MqttBridge(new URL("v1/ws", document.baseURI));
-// For debugging from the browser's console.
-globalThis.mqttbridge = bridge;
+const plural = (n, one, many = one + "s") => `${n} ${n === 1 ? one : many}`;
 
-// ------------------------------------------------------------ state ----
+// ---------------------------------------------------------- sign-in ----
+
+// With API keys or JWTs configured the server marks the page
+// (<html data-auth="required">): the console asks for a credential first.
+// The credential is kept in this tab's sessionStorage only (gone when the
+// tab closes or on sign-out); client.js exchanges it for a one-time ticket
+// before every connection, so it never appears in a URL.
+const authRequired = document.documentElement.dataset.auth === "required";
+const STORAGE_KEY = "mqttbridge.credential";
+
+const signinView = $("signin");
+const consoleView = $("console");
+const signinForm = $("signin-form");
+const credInput = $("cred");
+const signinError = $("signin-error");
+const signinStatus = $("signin-status");
+const signoutButton = $("signout");
+
+let credential = "";
+let bridge = null;
+let signingIn = false; // a credential was just given and has not connected yet
+
+function stored() {
+  try {
+    return sessionStorage.getItem(STORAGE_KEY) || "";
+  } catch {
+    return ""; // storage disabled: sign in again after a reload
+  }
+}
+
+function store(value) {
+  try {
+    if (value) sessionStorage.setItem(STORAGE_KEY, value);
+    else sessionStorage.removeItem(STORAGE_KEY);
+  } catch {
+    // storage disabled: the credential lives in this page only
+  }
+}
+
+// A JWT is three base64url parts; anything else is taken as an API key.
+const asCredential = (c) => (/^[\w-]+\.[\w-]+\.[\w-]*$/.test(c) ? { token: c } : { apiKey: c });
+
+function showSignIn({ error = "", status = "" } = {}) {
+  consoleView.hidden = true;
+  signinView.hidden = false;
+  signoutButton.hidden = true;
+  sessionBox.hidden = true;
+  clearInterval(countdown);
+  stateBox.dataset.state = "closed";
+  stateText.textContent = "Not signed in";
+  show(notice, "");
+  show(signinError, error);
+  show(signinStatus, status, "pending");
+  $("signin-submit").disabled = false;
+  credInput.focus();
+}
+
+function showConsole() {
+  signinView.hidden = true;
+  consoleView.hidden = false;
+  signoutButton.hidden = !credential;
+  show(signinError, "");
+  show(signinStatus, "");
+}
+
+signinForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const value = credInput.value.trim();
+  if (!value) {
+    show(signinError, "Paste an API key or a JWT.");
+    credInput.focus();
+    return;
+  }
+  show(signinError, "");
+  show(signinStatus, "Signing in…", "pending");
+  $("signin-submit").disabled = true;
+  signIn(value);
+});
+credInput.addEventListener("input", () => show(signinError, ""));
+
+// signIn connects with a credential; the console shows once the connection
+// is open, the sign-in page again with the server's answer if refused.
+function signIn(value) {
+  credential = value;
+  signingIn = true;
+  store(value);
+  connect();
+}
+
+// signOut forgets the credential (this page and sessionStorage) and closes
+// the connection: nothing connects again until someone signs in.
+function signOut(why = {}) {
+  credential = "";
+  signingIn = false;
+  store("");
+  bridge?.close();
+  bridge = null;
+  globalThis.mqttbridge = undefined;
+  resetViews();
+  showSignIn(why);
+}
+
+signoutButton.addEventListener("click", () => {
+  credInput.value = "";
+  signOut({ status: "Signed out. The credential was removed from this tab." });
+});
+
+// ------------------------------------------------------ connection ----
+
+// connect starts a client for the current credential, closing the last
+// one (a new identity gets a session of its own).
+function connect() {
+  bridge?.close();
+  const b = new MqttBridge(new URL("v1/ws", document.baseURI), {
+    credentials: () => (credential ? asCredential(credential) : null),
+  });
+  bridge = b;
+  // For debugging from the browser's console.
+  globalThis.mqttbridge = b;
+  // Events of a client that was replaced (sign-out, a new sign-in) are
+  // ignored.
+  b.on("state", (...a) => bridge === b && onState(...a));
+  b.on("gap", (g) => bridge === b && onGap(g));
+  b.on("error", (err) => bridge === b && onError(err));
+  b.on("message", (m) => bridge === b && onMessage(m));
+  b.on("alarm", (a) => bridge === b && upsertAlarm(a));
+  alarmSub = null; // the last client's
+  renderSubs();
+  watchAlarms(watched || alarmFilter.value.trim() || "#");
+}
 
 const stateBox = $("state");
 const stateText = $("state-text");
 const sessionBox = $("session");
 let countdown = null;
 
-bridge.on("state", (state, info = {}) => {
+function onState(state, info = {}) {
   clearInterval(countdown);
   stateBox.dataset.state = state;
   if (state === "connecting") {
     stateText.textContent = info.attempt ? `Reconnecting… (attempt ${info.attempt + 1})` : "Connecting…";
   } else if (state === "open") {
+    if (signingIn) {
+      signingIn = false;
+      showConsole();
+    }
     stateText.textContent = info.resumed ? "Connected (session resumed)" : "Connected";
+    loadAlarms(); // alarms that closed while disconnected go
     sessionBox.textContent = `session ${info.session}`;
     sessionBox.hidden = false;
   } else {
@@ -72,15 +206,33 @@ bridge.on("state", (state, info = {}) => {
       countdown = setInterval(tick, 100);
     }
   }
-});
+}
 
 const notice = $("notice");
-bridge.on("gap", (g) => {
+function onGap(g) {
   show(notice, `Some messages may have been missed while disconnected (history no longer reaches ${g.last_id}); current values were re-read.`, "gap");
-});
-bridge.on("error", (err) => {
+}
+function onError(err) {
+  // A credential the server does not take (wrong, revoked, expired) is
+  // forgotten: the person signs in again.
+  if (credential && err.status === 401) {
+    const what = err.message.replace(/^POST \S+: 401 /, "");
+    signOut({ error: `The bridge did not accept this credential (401 ${err.code}: ${what}). Check the API key or JWT, or get a new one.` });
+    return;
+  }
+  if (signingIn) {
+    // Not a refusal (the bridge is unreachable, rate limited, …): show
+    // the console, which keeps trying.
+    signingIn = false;
+    showConsole();
+  }
   show(notice, `${err.code || "error"}: ${err.message}`, "error");
-});
+  if (err.filter) {
+    // A subscription refused for good after a reconnect has ended.
+    renderSubs();
+    dropUnwatched();
+  }
+}
 
 // ---------------------------------------------------- subscriptions ----
 
@@ -90,9 +242,9 @@ const subError = $("sub-error");
 const subList = $("subscriptions");
 const subsEmpty = $("subs-empty");
 
-/** The subscriptions the user made (not the Alarms view's). */
+/** The subscriptions the person made (not the Alarms view's). */
 function userSubs() {
-  return bridge.subscriptions.filter((sub) => sub !== alarmSub);
+  return bridge ? bridge.subscriptions.filter((sub) => sub !== alarmSub) : [];
 }
 
 function renderSubs() {
@@ -115,14 +267,23 @@ function renderSubs() {
           show(subError, `${err.code}: ${err.message}`);
         }
         renderSubs();
+        dropUnwatched();
       });
-      const meta = [`QoS ${sub.qos}`];
+      // The QoS the server delivers with: one per filter, the highest
+      // asked for, which may be more than this subscription asked.
+      const qos = sub.grantedQos ?? sub.qos;
+      const meta = [`QoS ${qos}`];
       if (sub.snapshot) meta.push("snapshot");
       return el(
         "li",
-        { "data-testid": "subscription", "data-filter": sub.filter },
+        { "data-testid": "subscription", "data-filter": sub.filter, "data-qos": qos },
         topicCode(sub.filter, "filter"),
-        el("span", { class: "meta", text: meta.join(" · ") }),
+        el("span", {
+          class: "meta",
+          "data-testid": "subscription-meta",
+          title: qos !== sub.qos ? `Asked for QoS ${sub.qos}; the filter is delivered with QoS ${qos}` : null,
+          text: meta.join(" · "),
+        }),
         btn,
       );
     }),
@@ -143,11 +304,14 @@ subForm.addEventListener("submit", async (ev) => {
   }
   const button = $("sub-submit");
   button.disabled = true;
+  // Subscribing to a filter again replaces its entry in the list.
+  const before = bridge.subscriptions.filter((s) => s.filter === filter);
   try {
     await bridge.subscribe(filter, () => {}, {
       qos: $("sub-qos1").checked ? 1 : 0,
       snapshot: $("sub-snapshot").checked,
     });
+    for (const old of before) await old.unsubscribe();
     subFilter.value = "";
     $("msg-empty").hidden = true;
   } catch (err) {
@@ -155,6 +319,7 @@ subForm.addEventListener("submit", async (ev) => {
   } finally {
     button.disabled = false;
     renderSubs();
+    renderStateCount();
   }
 });
 
@@ -179,7 +344,9 @@ pubForm.addEventListener("submit", async (ev) => {
       qos: Number($("pub-qos").value),
       retain: $("pub-retain").checked,
     });
-    show(pubResult, `Published to ${r.topic}: QoS ${r.qos}, reason ${r.reason_code} (${r.reason})`, "ok");
+    // QoS 0 has no acknowledgement, so no reason code.
+    const ack = r.reason_code === undefined ? "sent, no acknowledgement at QoS 0" : `reason ${r.reason_code} (${r.reason})`;
+    show(pubResult, `Published to ${r.topic}: QoS ${r.qos}, ${ack}`, "ok");
   } catch (err) {
     const rc = err.reasonCode !== undefined ? ` (reason code ${err.reasonCode})` : "";
     show(pubResult, `Not published: ${err.code}: ${err.message}${rc}`, "error");
@@ -188,13 +355,29 @@ pubForm.addEventListener("submit", async (ev) => {
   }
 });
 
-// ---------------------------------------------------------- messages ----
+// ------------------------------------------------------------- views ----
 
-const rows = $("message-rows");
-const count = $("msg-count");
-let total = 0;
-let queue = [];
-let scheduled = false;
+// Tabs: the arrow keys, Home and End move between them (WAI-ARIA tabs).
+const tabs = [...document.querySelectorAll('[role="tab"]')];
+function selectTab(tab, focus) {
+  for (const t of tabs) {
+    const on = t === tab;
+    t.setAttribute("aria-selected", String(on));
+    t.tabIndex = on ? 0 : -1;
+    $(t.getAttribute("aria-controls")).hidden = !on;
+  }
+  if (focus) tab.focus();
+}
+for (const tab of tabs) {
+  tab.addEventListener("click", () => selectTab(tab, false));
+  tab.addEventListener("keydown", (ev) => {
+    const i = tabs.indexOf(tab);
+    const to = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[ev.key];
+    if (to === undefined) return;
+    ev.preventDefault();
+    selectTab(tabs[(to + tabs.length) % tabs.length], true);
+  });
+}
 
 function time(msg) {
   const d = msg.received_at ? new Date(msg.received_at) : new Date();
@@ -202,41 +385,73 @@ function time(msg) {
   return t.toLocaleTimeString([], { hour12: false }) + "." + String(t.getMilliseconds()).padStart(3, "0");
 }
 
-function row(msg) {
+function payloadCell(msg) {
   const text = msg.binary ? null : msg.text();
   const payload = msg.binary
     ? el("span", { class: "binary", text: `binary ${msg.bytes().length} bytes` })
     : el("span", { class: text === "" ? "empty-payload" : "text", text: text === "" ? "(empty)" : text });
   if (text && text.length > 80) payload.title = text.slice(0, 2000);
+  return el("td", { class: "c-payload", "data-testid": "payload" }, payload);
+}
+
+const tag = (kind, text, title) => el("span", { class: `tag ${kind}`, "data-testid": kind, text, title });
+
+// ---------------------------------------------------------- messages ----
+
+const rows = $("message-rows");
+const count = $("msg-count");
+const msgBadge = $("msg-badge");
+let total = 0;
+let queue = [];
+let scheduled = false;
+
+function row(msg) {
   const flags = el("td", { class: "c-flags" });
-  if (msg.retain) flags.append(el("span", { class: "tag retain", "data-testid": "retain", text: "retain" }));
-  if (msg.snapshot) flags.append(el("span", { class: "tag snapshot", "data-testid": "snapshot", text: "snapshot" }));
+  if (msg.retain) flags.append(tag("retain", "retained"));
+  if (msg.snapshot) flags.append(tag("snapshot", "snapshot", "A current value sent on subscribe"));
   return el(
     "tr",
     { "data-testid": "message-row", "data-topic": msg.topic, "data-id": msg.id },
     el("td", { class: "c-time", text: time(msg) }),
     el("td", { class: "c-topic" }, topicCode(msg.topic)),
-    el("td", { class: "c-payload", "data-testid": "payload" }, payload),
-    el("td", { class: "c-qos", text: String(msg.qos) }),
+    payloadCell(msg),
+    el("td", { class: "c-qos", "data-testid": "qos", text: String(msg.qos) }),
     flags,
     el("td", { class: "c-id" }, el("code", { text: msg.id })),
   );
+}
+
+// insertByID puts a row where its message id belongs, newest first:
+// current values (snapshot) and live messages in one order, whenever they
+// arrive. New rows are mostly the newest, so the search starts at the top.
+function insertByID(tr) {
+  let at = rows.firstElementChild;
+  while (at && compareIds(at.dataset.id, tr.dataset.id) > 0) at = at.nextElementSibling;
+  rows.insertBefore(tr, at);
 }
 
 function flush() {
   scheduled = false;
   const batch = queue;
   queue = [];
-  const frag = document.createDocumentFragment();
-  for (let i = batch.length - 1; i >= 0; i--) frag.append(row(batch[i]));
-  rows.prepend(frag);
+  for (const msg of batch) {
+    insertByID(row(msg));
+    updateState(msg);
+  }
   while (rows.childElementCount > MAX_ROWS) rows.lastElementChild.remove();
-  count.textContent = `${total} message${total === 1 ? "" : "s"}${total > MAX_ROWS ? ` (latest ${MAX_ROWS} shown)` : ""}`;
-  $("msg-empty").hidden = rows.childElementCount > 0 || userSubs().length > 0;
+  renderCounts();
 }
 
-bridge.on("message", (msg) => {
-  // Only the user's subscriptions fill the table, not the Alarms view's.
+function renderCounts() {
+  count.textContent = `${plural(total, "message")}${total > MAX_ROWS ? ` (latest ${MAX_ROWS} shown)` : ""}`;
+  msgBadge.textContent = String(total);
+  const subscribed = userSubs().length > 0;
+  $("msg-empty").hidden = rows.childElementCount > 0 || subscribed;
+  renderStateCount();
+}
+
+function onMessage(msg) {
+  // Only the person's subscriptions fill the views, not the Alarms view's.
   if (!userSubs().some((sub) => topicMatches(sub.filter, msg.topic))) return;
   total++;
   queue.push(msg);
@@ -247,13 +462,131 @@ bridge.on("message", (msg) => {
     requestAnimationFrame(flush);
     setTimeout(() => scheduled && flush(), 250);
   }
-});
+}
 
 $("msg-clear").addEventListener("click", () => {
   rows.replaceChildren();
   total = 0;
-  count.textContent = "0 messages";
+  renderCounts();
 });
+
+// ------------------------------------------------------------- state ----
+
+// The current value of every topic seen under the subscriptions, one row
+// per topic, sorted by topic, updated in place by newer messages.
+const stateRows = $("state-rows");
+const stateCount = $("state-count");
+const current = new Map(); // topic -> {msg, tr}
+let topicsDropped = 0;
+
+/** A duration in seconds, rounded down to the unit that reads best. */
+function duration(s) {
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.floor(s / 60)} min`;
+  if (s < 172800) return `${Math.floor(s / 3600)} h`;
+  return `${Math.floor(s / 86400)} d`;
+}
+
+const expiresAt = (msg) => {
+  const secs = msg.properties?.message_expiry;
+  const at = Date.parse(msg.received_at);
+  return secs === undefined || Number.isNaN(at) ? null : at + secs * 1000;
+};
+
+// renderAge fills the Updated and Flags cells that change with time.
+function renderAge(entry, now) {
+  const { msg, tr } = entry;
+  const at = Date.parse(msg.received_at);
+  tr.cells[2].firstChild.textContent = Number.isNaN(at) ? "" : `${duration(Math.max(0, Math.floor((now - at) / 1000)))} ago`;
+  const exp = expiresAt(msg);
+  const badge = tr.cells[3].querySelector('[data-testid="expiry"]');
+  if (exp !== null && badge) {
+    const left = Math.ceil((exp - now) / 1000);
+    badge.textContent = left > 0 ? `expires in ${duration(left)}` : "expired";
+    badge.classList.toggle("expired", left <= 0);
+  }
+}
+
+function fillStateRow(entry) {
+  const { msg, tr } = entry;
+  const flags = el("td", { class: "c-flags" });
+  if (msg.retain) flags.append(tag("retain", "retained", "The broker keeps this value for new subscribers"));
+  if (expiresAt(msg) !== null) {
+    flags.append(tag("expiry", "", `Message expiry ${msg.properties.message_expiry} s after it was received`));
+  }
+  tr.dataset.id = msg.id;
+  tr.replaceChildren(
+    el("td", { class: "c-topic" }, topicCode(msg.topic)),
+    payloadCell(msg),
+    el("td", { class: "c-age", "data-testid": "age" }, el("span", {}), el("span", { class: "when", text: ` · ${time(msg)}` })),
+    flags,
+  );
+  renderAge(entry, Date.now());
+}
+
+function updateState(msg) {
+  const entry = current.get(msg.topic);
+  if (entry) {
+    if (compareIds(msg.id, entry.msg.id) <= 0) return; // an older value
+    entry.msg = msg;
+    fillStateRow(entry);
+    // Restart the highlight of a changed value.
+    entry.tr.classList.remove("changed");
+    void entry.tr.offsetWidth;
+    entry.tr.classList.add("changed");
+    return;
+  }
+  if (current.size >= MAX_TOPICS) {
+    topicsDropped++;
+    return;
+  }
+  const tr = el("tr", { "data-testid": "state-row", "data-topic": msg.topic });
+  const added = { msg, tr };
+  fillStateRow(added);
+  current.set(msg.topic, added);
+  let at = stateRows.firstElementChild;
+  while (at && at.dataset.topic < msg.topic) at = at.nextElementSibling;
+  stateRows.insertBefore(tr, at);
+}
+
+// dropUnwatched removes the topics no subscription matches any more.
+function dropUnwatched() {
+  const filters = userSubs().map((s) => s.filter);
+  for (const [topic, entry] of current) {
+    if (!filters.some((f) => topicMatches(f, topic))) {
+      entry.tr.remove();
+      current.delete(topic);
+    }
+  }
+  topicsDropped = 0;
+  renderStateCount();
+}
+
+function renderStateCount() {
+  stateCount.textContent = String(current.size);
+  const more = topicsDropped ? ` (${MAX_TOPICS} shown, more not kept)` : "";
+  stateCount.title = `${plural(current.size, "topic")}${more}`;
+  $("state-empty").hidden = current.size > 0;
+}
+
+setInterval(() => {
+  const now = Date.now();
+  for (const entry of current.values()) renderAge(entry, now);
+}, 1000);
+
+function resetViews() {
+  queue = [];
+  rows.replaceChildren();
+  total = 0;
+  current.clear();
+  stateRows.replaceChildren();
+  topicsDropped = 0;
+  clearAlarms();
+  renderSubs();
+  renderCounts();
+  show(subError, "");
+  show($("pub-result"), "");
+}
 
 // ------------------------------------------------------------ alarms ----
 
@@ -264,24 +597,30 @@ $("msg-clear").addEventListener("click", () => {
 
 const alarmRows = $("alarm-rows");
 const alarmCount = $("alarm-count");
+const alarmBadge = $("alarm-badge");
 const alarmNotice = $("alarm-notice");
 const alarmFilter = $("alarm-filter");
-/** id → { alarm, tr, comment (input) } */
+/** id → { alarm, tr, comment (its input, kept across updates) } */
 const alarms = new Map();
 let alarmSub = null;
 let watched = "";
 let loads = 0; // numbers the loads: only the newest one applies
+let noticeTimer = null;
 
 const isOpen = (a) => a.active || !a.acknowledged;
 
-function age(iso) {
-  const s = Math.max(0, Math.floor((Date.now() - new Date(iso).getTime()) / 1000));
-  if (s < 60) return `${s} s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min`;
-  const h = Math.floor(m / 60);
-  if (h < 48) return `${h} h ${m % 60} min`;
-  return `${Math.floor(h / 24)} d ${h % 24} h`;
+/** The credential as request headers (none without authentication). */
+function authHeaders() {
+  if (!credential) return {};
+  const c = asCredential(credential);
+  return c.token ? { Authorization: `Bearer ${c.token}` } : { "X-API-Key": c.apiKey };
+}
+
+/** Shows a notice of the Alarms view; a success fades after a while. */
+function alarmSay(text, kind) {
+  clearTimeout(noticeTimer);
+  show(alarmNotice, text, kind);
+  if (text && (kind === "ok" || kind === "info")) noticeTimer = setTimeout(() => show(alarmNotice, ""), 8000);
 }
 
 function clock(iso) {
@@ -289,18 +628,11 @@ function clock(iso) {
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleString([], { hour12: false });
 }
 
-function value(msg) {
-  if (msg.payload !== undefined) return el("span", { class: msg.payload === "" ? "empty-payload" : "text", text: msg.payload === "" ? "(empty)" : msg.payload });
-  return el("span", { class: "binary", text: "binary" });
-}
+const alarmAge = (a) => duration(Math.max(0, Math.floor((Date.now() - Date.parse(a.raised_at)) / 1000)));
 
-let noticeTimer = null;
-
-/** Shows a notice of the Alarms view; a success fades after a while. */
-function alarmSay(text, kind) {
-  clearTimeout(noticeTimer);
-  show(alarmNotice, text, kind);
-  if (text && (kind === "ok" || kind === "info")) noticeTimer = setTimeout(() => show(alarmNotice, ""), 8000);
+function alarmValue(msg) {
+  if (msg.payload === undefined) return el("span", { class: "binary", text: "binary" });
+  return el("span", { class: msg.payload === "" ? "empty-payload" : "text", text: msg.payload === "" ? "(empty)" : msg.payload });
 }
 
 async function acknowledge(entry, button) {
@@ -311,7 +643,7 @@ async function acknowledge(entry, button) {
   try {
     const r = await fetch(new URL(`v1/alarms/${encodeURIComponent(a.id)}/ack`, document.baseURI), {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", ...authHeaders() },
       body: JSON.stringify(comment ? { comment } : {}),
     });
     const body = await r.json().catch(() => ({}));
@@ -334,15 +666,11 @@ async function acknowledge(entry, button) {
 /** renderAlarm fills the row of entry from its alarm; the comment input is
  * kept, so that what a person is typing survives live updates. */
 function renderAlarm(entry) {
-  const a = entry.alarm;
+  const { alarm: a, tr } = entry;
   const unacked = !a.acknowledged;
-  const tr = entry.tr;
   tr.className = `alarm ${unacked ? "unacked" : "acked"}`;
   tr.dataset.state = unacked ? "unacknowledged" : "acknowledged";
   tr.dataset.active = String(a.active);
-  const state = el("td", { class: "c-state", "data-testid": "alarm-state" },
-    el("span", { class: `tag ${unacked ? "unacked" : "acked"}`, text: unacked ? "Unacknowledged" : "Acknowledged" }),
-    el("span", { class: `tag ${a.active ? "active" : "cleared"}`, text: a.active ? "active" : "cleared" }));
   const acked = el("td", { class: "c-acked", "data-testid": "alarm-acked" });
   if (a.acknowledged) {
     acked.append(`${a.acked_by} at ${clock(a.acked_at)}`);
@@ -350,38 +678,42 @@ function renderAlarm(entry) {
   } else acked.append("—");
   const action = el("td", { class: "c-ack" });
   if (unacked) {
-    const button = el("button", { type: "button", class: "small", "data-testid": "alarm-ack", text: "Acknowledge", "aria-label": `Acknowledge the alarm of ${a.topic}` });
+    const button = el("button", { type: "button", class: "small", "data-testid": "alarm-ack", text: "Acknowledge",
+      "aria-label": `Acknowledge the alarm of ${a.topic}` });
     button.addEventListener("click", () => acknowledge(entry, button));
     action.append(entry.comment, button);
   }
-  const raised = el("td", { class: "c-age", "data-testid": "alarm-age", "data-raised": a.raised_at, title: `raised ${clock(a.raised_at)}`, text: age(a.raised_at) });
   tr.replaceChildren(
-    state,
+    el("td", { class: "c-state", "data-testid": "alarm-state" },
+      el("span", { class: `tag ${unacked ? "unacked" : "acked"}`, text: unacked ? "Unacknowledged" : "Acknowledged" }),
+      el("span", { class: `tag ${a.active ? "active" : "cleared"}`, text: a.active ? "active" : "cleared" })),
     el("td", { class: "c-topic" }, topicCode(a.topic)),
-    el("td", { class: "c-value", "data-testid": "alarm-value" }, value(a.message)),
-    raised,
+    el("td", { class: "c-value", "data-testid": "alarm-value" }, alarmValue(a.message)),
+    el("td", { class: "c-age", "data-testid": "alarm-age", title: `raised ${clock(a.raised_at)}`, text: alarmAge(a) }),
     el("td", { class: "c-count", "data-testid": "alarm-count-cell", text: String(a.count) }),
     acked,
     action,
   );
 }
 
-/** Puts the rows in order: unacknowledged first, then newest first. */
+/** Puts the rows in order (unacknowledged first, then newest first) and
+ * updates the counts. */
 function orderAlarms() {
   const sorted = [...alarms.values()].sort((x, y) =>
-    (x.alarm.acknowledged - y.alarm.acknowledged) || y.alarm.raised_at.localeCompare(x.alarm.raised_at) || y.alarm.id.localeCompare(x.alarm.id));
-  const current = [...alarmRows.children];
-  if (sorted.length !== current.length || sorted.some((e, i) => e.tr !== current[i])) {
+    x.alarm.acknowledged - y.alarm.acknowledged || compareIds(y.alarm.id, x.alarm.id));
+  const shown = [...alarmRows.children];
+  if (sorted.length !== shown.length || sorted.some((e, i) => e.tr !== shown[i])) {
     alarmRows.replaceChildren(...sorted.map((e) => e.tr));
   }
   const unacked = sorted.filter((e) => !e.alarm.acknowledged).length;
   alarmCount.textContent = sorted.length === 0 ? "No open alarms" : `${sorted.length} open, ${unacked} unacknowledged`;
-  alarmCount.dataset.unacknowledged = String(unacked);
+  alarmBadge.textContent = String(unacked);
+  alarmBadge.classList.toggle("alert", unacked > 0);
   $("alarm-empty").hidden = sorted.length > 0;
 }
 
 function upsertAlarm(a, order = true) {
-  if (!a || typeof a.id !== "string" || !topicMatches(watched, a.topic)) return;
+  if (!a || typeof a.id !== "string" || !watched || !topicMatches(watched, a.topic)) return;
   const entry = alarms.get(a.id);
   if (entry && entry.alarm.rev > a.rev) return; // older than what is shown
   if (!isOpen(a)) {
@@ -394,28 +726,36 @@ function upsertAlarm(a, order = true) {
     renderAlarm(entry);
   } else {
     const tr = el("tr", { "data-testid": "alarm-row", "data-id": a.id, "data-topic": a.topic });
-    const comment = el("input", { type: "text", "data-testid": "alarm-comment", placeholder: "comment", maxlength: 1024, "aria-label": `Comment for the alarm of ${a.topic}` });
-    const e = { alarm: a, tr, comment };
-    alarms.set(a.id, e);
-    renderAlarm(e);
+    const comment = el("input", { type: "text", "data-testid": "alarm-comment", placeholder: "comment", maxlength: 1024,
+      "aria-label": `Comment for the alarm of ${a.topic}` });
+    const added = { alarm: a, tr, comment };
+    alarms.set(a.id, added);
+    renderAlarm(added);
   }
   if (order) orderAlarms();
+}
+
+function clearAlarms() {
+  alarms.clear();
+  alarmRows.replaceChildren();
+  orderAlarms();
 }
 
 /** Loads the open alarms of the watched filter (every page) and drops the
  * rows of alarms that closed meanwhile. */
 async function loadAlarms() {
+  if (!watched) return;
   const n = ++loads;
   const filter = watched;
   const found = [];
-  let cursor = "";
   try {
+    let cursor = "";
     for (let page = 0; page < 20; page++) {
       const u = new URL("v1/alarms", document.baseURI);
       if (filter !== "#") u.searchParams.set("filter", filter);
       u.searchParams.set("limit", "1000");
       if (cursor) u.searchParams.set("cursor", cursor);
-      const r = await fetch(u);
+      const r = await fetch(u, { headers: authHeaders() });
       const body = await r.json().catch(() => ({}));
       if (!r.ok) throw new Error(`${body.error?.code || r.status}: ${body.error?.message || r.statusText}`);
       found.push(...body.alarms);
@@ -438,16 +778,20 @@ async function loadAlarms() {
   orderAlarms();
 }
 
+/** Watches the alarms of filter: a subscription for the live frames (its
+ * messages fill no view), and a load. */
 async function watchAlarms(filter) {
+  const b = bridge;
+  if (!b) return;
   alarmSay("");
   const old = alarmSub;
   alarmSub = null;
   watched = filter;
-  for (const e of alarms.values()) e.tr.remove();
-  alarms.clear();
-  orderAlarms();
+  clearAlarms();
   try {
-    alarmSub = await bridge.subscribe(filter, () => {}, { qos: 0 });
+    const sub = await b.subscribe(filter, () => {}, { qos: 0 });
+    if (bridge !== b) return sub.unsubscribe().catch(() => {});
+    alarmSub = sub;
   } catch (err) {
     alarmSay(`Alarms not watched: ${err.code}: ${err.message}`, "error");
   }
@@ -456,10 +800,6 @@ async function watchAlarms(filter) {
   await loadAlarms();
 }
 
-bridge.on("alarm", (a) => upsertAlarm(a));
-bridge.on("state", (state) => {
-  if (state === "open" && watched) loadAlarms();
-});
 $("alarm-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const filter = alarmFilter.value.trim();
@@ -470,12 +810,24 @@ $("alarm-form").addEventListener("submit", (ev) => {
   }
   watchAlarms(filter);
 });
+
 setInterval(() => {
   for (const e of alarms.values()) {
     const cell = e.tr.querySelector(".c-age");
-    if (cell) cell.textContent = age(e.alarm.raised_at);
+    if (cell) cell.textContent = alarmAge(e.alarm);
   }
 }, 1000);
 
-renderSubs();
-watchAlarms(alarmFilter.value.trim() || "#");
+// ------------------------------------------------------------- start ----
+
+if (!authRequired) {
+  showConsole();
+  connect();
+} else if (stored()) {
+  // Signed in before in this tab: connect again; a credential the server
+  // no longer takes brings the sign-in page back.
+  showSignIn({ status: "Signing in…" });
+  signIn(stored());
+} else {
+  showSignIn();
+}

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mqttbridge/mqttbridge/internal/auth"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
@@ -98,8 +101,8 @@ type bridge struct {
 }
 
 // startBridge runs the bridge with its embedded broker and the in-memory
-// store on free ports, and args, waits for /readyz, and stops it at
-// cleanup.
+// store on free ports, and more flags if given, waits for /readyz, and
+// stops it at cleanup.
 func startBridge(t *testing.T, args ...string) bridge {
 	t.Helper()
 	bin, _ := buildBridge(t)
@@ -195,9 +198,47 @@ func TestClientJS(t *testing.T) {
 		filepath.Join("web", "e2e", "live.test.mjs"))
 }
 
-// TestConsoleInBrowser opens the console in Chromium: subscribe, receive
-// what mosquitto_pub sends, publish to a mosquitto_sub, and a screenshot
-// (also web/e2e/console.png when MQTTBRIDGE_SCREENSHOT is set).
+// TestCredentialsInBrowser runs auth.test.mjs against a bridge with
+// authentication on: client.js given an API key, a JWT or a credentials
+// callback gets a ticket before every (re)connection, and in Chromium
+// (skipped without it) the console opens on a sign-in page, signs in with
+// an API key or a JWT, refuses a wrong one clearly, and forgets it on
+// sign-out.
+func TestCredentialsInBrowser(t *testing.T) {
+	needNode(t)
+	const apiKey = "mbk_web-e2e-key-0123456789abcdef"
+	hmacKey := "an HMAC secret of at least 32 bytes, for the web tests"
+	conf := filepath.Join(t.TempDir(), "auth.yaml")
+	yaml := fmt.Sprintf(`auth:
+  api_keys:
+    - {name: web, sha256: %s, rules: {publish: ['auth/#'], subscribe: ['auth/#']}}
+  jwt:
+    algorithms: [HS256]
+    hmac_keys: [%q]
+    rules: {publish: ['auth/%%u/#'], subscribe: ['auth/%%u/#']}
+`, auth.HashKey(apiKey), hmacKey)
+	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jwtToken, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "jwtuser", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(hmacKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startBridge(t, "--config", conf)
+	_, root := buildBridge(t)
+	runNode(t, root, 120*time.Second, []string{
+		"MQTTBRIDGE_URL=" + b.base,
+		"MQTTBRIDGE_API_KEY=" + apiKey,
+		"MQTTBRIDGE_JWT=" + jwtToken,
+		fmt.Sprintf("MQTTBRIDGE_MQTT_PORT=%d", b.mqttPort),
+	}, "--test", "--test-reporter=spec", filepath.Join("web", "e2e", "auth.test.mjs"))
+}
+
+// TestConsoleInBrowser opens the console in Chromium: the State view's
+// current values updated in place, the message log in id order, the
+// granted QoS, receiving what mosquitto_pub sends, publishing (QoS 2) to a
+// mosquitto_sub, and a screenshot of the State view (also
+// docs/img/console-state.png when MQTTBRIDGE_SCREENSHOT is set).
 func TestConsoleInBrowser(t *testing.T) {
 	needNode(t)
 	if _, err := os.Stat(chromium); err != nil {
@@ -206,7 +247,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b := startBridge(t)
 	_, root := buildBridge(t)
 	shot := filepath.Join(t.TempDir(), "console.png")
-	runNode(t, root, 75*time.Second, nil, "--test-reporter=spec",
+	runNode(t, root, 100*time.Second, nil, "--test-reporter=spec",
 		filepath.Join("web", "e2e", "console.test.mjs"), b.base, fmt.Sprint(b.mqttPort), shot)
 	png, err := os.ReadFile(shot)
 	if err != nil {
@@ -239,7 +280,7 @@ func TestConsoleAlarmsInBrowser(t *testing.T) {
 	b := startBridge(t, "--config", conf)
 	_, root := buildBridge(t)
 	shot := filepath.Join(dir, "alarms.png")
-	runNode(t, root, 90*time.Second, nil, "--test-reporter=spec",
+	runNode(t, root, 100*time.Second, nil, "--test-reporter=spec",
 		filepath.Join("web", "e2e", "alarms.test.mjs"), b.base, fmt.Sprint(b.mqttPort), shot)
 	if png, err := os.ReadFile(shot); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
 		t.Errorf("no screenshot of the Alarms view (%v)", err)

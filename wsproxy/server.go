@@ -270,7 +270,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // writeErr answers a refused handshake: 401 (with WWW-Authenticate), 403,
-// 429 or 503 (with Retry-After), or 400 for anything else the client sent.
+// 429 or 503 (with Retry-After: the store, or the ticket store, is down), or
+// 400 for anything else the client sent.
 func writeErr(w http.ResponseWriter, err error) {
 	d, _ := wire.Detail(err)
 	status := http.StatusBadRequest
@@ -287,7 +288,7 @@ func writeErr(w http.ResponseWriter, err error) {
 			secs = int((e.RetryAfter + time.Second - 1) / time.Second)
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-	case bridge.ECodeStoreUnavailable:
+	case bridge.ECodeStoreUnavailable: // the store or the ticket store is down
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "1")
 	case bridge.ECodeInternal:

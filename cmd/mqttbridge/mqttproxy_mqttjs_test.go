@@ -84,8 +84,9 @@ func TestMQTTJS(t *testing.T) {
 	if s := string(out); !strings.Contains(s, "pass 16") || !strings.Contains(s, "skipped 0") {
 		t.Errorf("expected 16 passing MQTT.js tests and none skipped")
 	}
-	// The broker saw every client id behind its identity's name.
-	for _, who := range []string{"alice", "bob"} {
+	// The broker saw every client id behind its identity's key (API keys:
+	// "key:<name>", see docs/security.md).
+	for _, who := range []string{"key:alice", "key:bob"} {
 		if !strings.Contains(m.Log(), " as "+who+"/") {
 			t.Errorf("Mosquitto's log has no client id starting with %s/", who)
 		}

@@ -178,7 +178,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Heartbeat:   time.Duration(cfg.HTTP.SSEHeartbeat),
 		WebSocket:   ws,
 		MQTT:        mqttHandler,
-		Web:         web.Handler(),
+		Web:         m.webConsole(),
 		WebPaths:    web.Paths(),
 		Logger:      log,
 

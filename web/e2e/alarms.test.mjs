@@ -10,11 +10,14 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CHROMIUM, CHROMIUM_ARGS, mosquittoPub as pub } from "./browser.mjs";
-import { waitFor } from "./helpers.mjs";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { CHROMIUM, CHROMIUM_ARGS, waitFor } from "./helpers.mjs";
 
 const [base, mqttPort, screenshot] = process.argv.slice(2);
-const mosquittoPub = (...args) => pub(mqttPort, ...args);
+const run = promisify(execFile);
+const mosquittoPub = (...args) =>
+  run("mosquitto_pub", ["-h", "127.0.0.1", "-p", mqttPort, "-V", "mqttv5", ...args], { timeout: 10000 });
 
 test(
   "console: alarms raised by devices, acknowledged in the page and elsewhere, live",
@@ -40,6 +43,10 @@ test(
 
     await page.goto(new URL("/", base).href);
     await page.waitForSelector('[data-testid="state"][data-state="open"]');
+    // The tab says how many wait for a person, before anyone opens it.
+    await page.waitForSelector('[data-testid="alarm-badge"].alert');
+    assert.equal(await page.getByTestId("alarm-badge").textContent(), "1");
+    await page.getByTestId("tab-alarms").click();
     const row = (topic) => page.locator(`[data-testid="alarm-row"][data-topic="${topic}"]`);
     const temp = row("plant/1/alarm/temp");
     await temp.waitFor();
@@ -81,6 +88,8 @@ test(
     assert.equal(r.status, 200);
     await page.waitForSelector('[data-topic="plant/2/alarm/level"][data-state="acknowledged"]');
     assert.match(await page.getByTestId("alarm-count").textContent(), /2 open, 0 unacknowledged/);
+    assert.equal(await page.getByTestId("alarm-badge").textContent(), "0");
+    assert.equal(await page.locator('[data-testid="alarm-badge"].alert').count(), 0);
 
     // Cleared and acknowledged: closed, gone from the view.
     await mosquittoPub("-t", "plant/1/alarm/temp", "-m", "OK");
@@ -110,8 +119,10 @@ test(
     });
     await page.screenshot({ path: screenshot, fullPage: true });
 
-    // The Alarms view's own subscription fills no rows of Messages.
+    // The Alarms view's own subscription fills neither State nor Messages,
+    // and is not among the person's subscriptions.
     assert.equal(await page.locator('[data-testid="message-row"]').count(), 0);
+    assert.equal(await page.locator('[data-testid="state-row"]').count(), 0);
     assert.equal(await page.locator('[data-testid="subscription"]').count(), 0);
     assert.deepEqual(problems, [], "no errors in the page");
   },

@@ -13,12 +13,11 @@ import path from "node:path";
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { CHROMIUM, CHROMIUM_ARGS } from "./browser.mjs";
+import { CHROMIUM, CHROMIUM_ARGS } from "./helpers.mjs";
 
 const [base, mqttPort] = process.argv.slice(2);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const run = promisify(execFile);
-
 
 test("MQTT.js in Chromium: connect, subscribe, receive, publish through /mqtt", { skip: !base && "no bridge URL given", timeout: 60000 }, async (t) => {
   const { chromium } = await import("playwright-core");

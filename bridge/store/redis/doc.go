@@ -33,6 +33,14 @@
 //	{P}secret:<name> string, 32 random bytes that every instance shares
 //	               (SharedSecret, SET NX GET): "cursor" is the key that
 //	               seals list cursors.
+//	{P}ticket:<h>  string, a one-time ticket (tickets.go): <h> is the hex
+//	               SHA-256 of the ticket, the value its identity (JSON:
+//	               name, kind, issuer, client_id, rules, expires); PX the
+//	               ticket's TTL. Take is GETDEL: one redeem, fleet-wide.
+//	{P}tickets:<identity key>
+//	               sorted set, that identity's outstanding ticket hashes
+//	               scored by their expiry (ms, Redis' clock): the
+//	               per-identity bound. PEXPIREAT its newest ticket's expiry.
 //
 // The <topic> in a key is the topic name byte for byte, unescaped: the "lv:"
 // part keeps it apart from the other keys.
