@@ -55,6 +55,7 @@ func goTool() string {
 // buildBridge builds ./cmd/mqttbridge once per test binary.
 func buildBridge(t *testing.T) (bin, root string) {
 	t.Helper()
+	testenv.Long(t, "building the bridge for Node and the browser")
 	buildOnce.Do(func() {
 		out, err := exec.Command(goTool(), "list", "-m", "-f", "{{.Dir}}").Output()
 		if err != nil {
@@ -85,11 +86,11 @@ func buildBridge(t *testing.T) (bin, root string) {
 func needNode(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("SKIPPED: node is not installed, so client.js and the console are not tested. Install Node.js 20+ and run `make web-deps`.")
+		testenv.SkipMissing(t, "node is not installed, so client.js and the console are not tested. Install Node.js 20+ and run `make web-deps`.")
 	}
 	for _, pkg := range []string{"playwright-core", "ws"} {
 		if _, err := os.Stat(filepath.Join("e2e", "node_modules", pkg, "package.json")); err != nil {
-			t.Skipf("SKIPPED: the npm package %s is not installed in web/e2e, so client.js and the console are not tested. Run `make web-deps`.", pkg)
+			testenv.SkipMissing(t, "the npm package %s is not installed in web/e2e, so client.js and the console are not tested. Run `make web-deps`.", pkg)
 		}
 	}
 }
@@ -117,7 +118,7 @@ func startBridge(t *testing.T, args ...string) bridge {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	var out lockedBuffer
+	var out testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
@@ -242,7 +243,7 @@ func TestCredentialsInBrowser(t *testing.T) {
 func TestConsoleInBrowser(t *testing.T) {
 	needNode(t)
 	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("SKIPPED: %s is missing, so the console is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
+		testenv.SkipMissing(t, "%s is missing, so the console is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
 	}
 	b := startBridge(t)
 	_, root := buildBridge(t)
@@ -292,30 +293,13 @@ func TestConsoleAlarmsInBrowser(t *testing.T) {
 func TestMQTTJSInBrowser(t *testing.T) {
 	needNode(t)
 	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("SKIPPED: %s is missing, so MQTT.js is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
+		testenv.SkipMissing(t, "%s is missing, so MQTT.js is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
 	}
 	if _, err := os.Stat(filepath.Join("e2e", "node_modules", "mqtt", "dist", "mqtt.min.js")); err != nil {
-		t.Skip("SKIPPED: the npm package mqtt is not installed in web/e2e, so MQTT.js is not tested in a browser. Run `make web-deps`.")
+		testenv.SkipMissing(t, "the npm package mqtt is not installed in web/e2e, so MQTT.js is not tested in a browser. Run `make web-deps`.")
 	}
 	b := startBridge(t)
 	_, root := buildBridge(t)
 	runNode(t, root, 75*time.Second, nil, "--test-reporter=spec",
 		filepath.Join("web", "e2e", "mqttjs-browser.test.mjs"), b.base, fmt.Sprint(b.mqttPort))
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -31,10 +31,9 @@ const (
 
 // Config configures the WebSocket endpoint. Zero values get the defaults.
 type Config struct {
-	// Bridge does the work; required.
+	// Bridge does the work, and keeps sessions between connections
+	// (Resume, Checkpoint); required.
 	Bridge *bridge.Bridge
-	// Sessions keeps sessions between connections; required.
-	Sessions bridge.Sessions
 	// ReadLimit is the largest frame a client may send, in bytes; default
 	// 64 KiB.
 	ReadLimit int64
@@ -96,8 +95,8 @@ type Server struct {
 
 // New returns the WebSocket endpoint.
 func New(cfg Config) (*Server, error) {
-	if cfg.Bridge == nil || cfg.Sessions == nil {
-		return nil, errors.New("wsproxy: Config.Bridge and Config.Sessions are required")
+	if cfg.Bridge == nil {
+		return nil, errors.New("wsproxy: Config.Bridge is required")
 	}
 	if cfg.ReadLimit <= 0 {
 		cfg.ReadLimit = 64 << 10

@@ -24,14 +24,14 @@ import (
 // says why, without node or `make web-deps`.
 func TestMQTTJS(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("SKIPPED: node is not installed, so MQTT.js is not tested through /mqtt. Install Node.js 20+ and run `make web-deps`.")
+		testenv.SkipMissing(t, "node is not installed, so MQTT.js is not tested through /mqtt. Install Node.js 20+ and run `make web-deps`.")
 	}
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "web", "e2e", "node_modules", "mqtt", "package.json")); err != nil {
-		t.Skip("SKIPPED: the npm package mqtt is not installed in web/e2e, so MQTT.js is not tested through /mqtt. Run `make web-deps`.")
+		testenv.SkipMissing(t, "the npm package mqtt is not installed in web/e2e, so MQTT.js is not tested through /mqtt. Run `make web-deps`.")
 	}
 	m := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
 	const aliceKey, bobKey = "mbk_alice-0123456789", "mbk_bob-0123456789"

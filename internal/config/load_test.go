@@ -258,7 +258,7 @@ func TestConfigFileProblems(t *testing.T) {
 	// The line named is the one that breaks the document, not where its
 	// enclosing block began (yaml.v3 names line 2 for these).
 	for doc, line := range map[string]string{
-		"http:\n  addr: ':1'\n mqtt:\n  url: mqtt://b:1883\n": "3",
+		"http:\n  addr: ':1'\n mqtt:\n  url: mqtt://b:1883\n":                 "3",
 		"http:\n  addr: ':1'\nmqtt:\n  url: mqtt://b:1883\n    topics: [a]\n": "5",
 	} {
 		_, err = loadYAML(t, doc, nil, nil)
