@@ -49,6 +49,16 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Logger; default discards.
 	Logger *slog.Logger
+
+	// Alarms are the configured alarms (alarm.go); CheckAlarms must find
+	// nothing wrong with them.
+	Alarms []AlarmConfig
+	// AlarmStore keeps the alarms; default: the Store, when it implements
+	// AlarmStore (both stores do). Required with Alarms.
+	AlarmStore AlarmStore
+	// Escalator sends the escalations; required when an alarm has
+	// EscalateAfter.
+	Escalator Escalator
 }
 
 // Route is one upstream broker and the topic filters it owns.
@@ -84,6 +94,8 @@ type Bridge struct {
 	ingestErrs atomic.Uint64
 
 	tailAt atomic.Pointer[string] // the id of the last message the tail delivered (ingest.go)
+
+	al *alarmState // alarms.go
 
 	tracer trace.Tracer // trace.go
 	traced bool         // Config.TracerProvider was given
@@ -124,8 +136,15 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NoMetrics{}
 	}
+	al, err := newAlarmState(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Alarms) > 0 && cfg.Leases == nil {
+		return nil, fmt.Errorf("bridge: alarms are configured, but there are no Leases")
+	}
 	b := &Bridge{cfg: cfg, owners: topic.NewTrie[int](), hub: newHub(), leases: cfg.Leases, log: cfg.Logger,
-		draining: make(chan struct{})}
+		draining: make(chan struct{}), al: al}
 	if cfg.TracerProvider != nil {
 		b.tracer, b.traced = cfg.TracerProvider.Tracer(tracerName), true
 	}
@@ -331,6 +350,7 @@ func (b *Bridge) Ingest(msg Message) {
 	b.ingested.Add(1)
 	if _, tailed := b.cfg.Store.(Tailer); !tailed {
 		b.hub.publish(NewEvent(stored))
+		b.wakeAlarms()
 	}
 }
 
@@ -378,6 +398,7 @@ func (b *Bridge) Problems(ctx context.Context) []string {
 		out = append(out, r.Upstream.Problems()...)
 		out = append(out, r.state.problems(r.Upstream.Name())...)
 	}
+	out = append(out, b.alarmProblems()...)
 	if _, err := timeStore(b, "ping", func() (struct{}, error) { return struct{}{}, b.cfg.Store.Ping(ctx) }); err != nil {
 		out = append(out, "store: "+err.Error())
 	} else if b.tailDown() != nil {

@@ -4,8 +4,10 @@
 // admission of what an adapter carries to a broker itself: forward.go), the
 // Authorizer every operation goes through (bridge/acl implements it), the
 // Limiter every publish and request goes through (bridge/ratelimit), the
-// Limits on topics and connections, and the interfaces (Upstream,
-// Replier, Store, Groups, ...) that adapters implement.
+// Limits on topics and connections, the alarms (alarm.go, alarms.go:
+// raised by recorded messages, acknowledged by people, once for the
+// fleet), and the interfaces (Upstream, Replier, Store, Groups,
+// AlarmStore, Escalator, ...) that adapters implement.
 //
 // It imports no web framework and no driver: gin, gorilla, go-redis and paho
 // live in the adapters beside it (httpapi, wsproxy, bridge/mqtt,

@@ -29,6 +29,10 @@ const (
 	ECodeFenced            = "fenced"             // this instance no longer holds the ingest lease
 )
 
+// ECodeAlreadyAcknowledged: the alarm was acknowledged before (by whom and
+// when, the message says).
+const ECodeAlreadyAcknowledged = "already_acknowledged"
+
 // Error is the one application error type. Code is one of the ECode
 // constants; Message is safe to show to the client.
 type Error struct {

@@ -16,6 +16,11 @@ type Event struct {
 	// MaxLag.
 	at int64
 
+	cache encodings
+}
+
+// encodings keeps the wire encodings of one event, one per key.
+type encodings struct {
 	mu  sync.Mutex
 	enc []encoding
 }
@@ -25,6 +30,20 @@ type encoding struct {
 	v   any
 }
 
+// get returns the encoding under key, building it the first time.
+func (c *encodings) get(key any, build func() any) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, kv := range c.enc {
+		if kv.key == key {
+			return kv.v
+		}
+	}
+	v := build()
+	c.enc = append(c.enc, encoding{key, v})
+	return v
+}
+
 // NewEvent wraps a stored message.
 func NewEvent(m Message) *Event { return &Event{Message: m} }
 
@@ -32,14 +51,21 @@ func NewEvent(m Message) *Event { return &Event{Message: m} }
 // build the first time any subscriber asks. Adapters use one key per wire
 // form (a WebSocket frame, an SSE event, …).
 func (e *Event) Encoded(key any, build func(*Message) any) any {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, kv := range e.enc {
-		if kv.key == key {
-			return kv.v
-		}
-	}
-	v := build(&e.Message)
-	e.enc = append(e.enc, encoding{key, v})
-	return v
+	return e.cache.get(key, func() any { return build(&e.Message) })
+}
+
+// AlarmEvent is an alarm as a transition left it, on its way to the
+// local feeds whose filters match its topic; shared by all of them, so
+// that each wire encoding is built once (Encoded). It is read-only.
+type AlarmEvent struct {
+	Alarm
+	cache encodings
+}
+
+// NewAlarmEvent wraps an alarm.
+func NewAlarmEvent(a Alarm) *AlarmEvent { return &AlarmEvent{Alarm: a} }
+
+// Encoded is Event.Encoded for an alarm.
+func (e *AlarmEvent) Encoded(key any, build func(*Alarm) any) any {
+	return e.cache.get(key, func() any { return build(&e.Alarm) })
 }

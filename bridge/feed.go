@@ -31,6 +31,11 @@ type FeedConfig struct {
 	// the feed fails, with the feed's lock held: it must not block or
 	// call back into the feed. Without it, Ready is signalled instead.
 	Notify func()
+	// Alarms, when set, makes the feed take the transitions of the alarms
+	// whose topic its filters match (Delivery.Alarm), and, on a subscribe
+	// with a snapshot or a replay, the open alarms of the new filters
+	// first.
+	Alarms bool
 }
 
 // DeliveryOverhead is what a queued delivery counts against
@@ -38,10 +43,14 @@ type FeedConfig struct {
 // and its frame.
 const DeliveryOverhead = 128
 
-// Delivery is one message for a feed's consumer, or a gap.
+// Delivery is one message for a feed's consumer, a gap, or an alarm.
 type Delivery struct {
-	// Event is the message; nil for a gap.
+	// Event is the message; nil for a gap or an alarm.
 	Event *Event
+	// Alarm, for a feed with FeedConfig.Alarms, is an alarm as a
+	// transition left it (or, with Snapshot, an open alarm sent before a
+	// replay or snapshot).
+	Alarm *AlarmEvent
 	// Gap, when set, says that this instance's history tail lost messages
 	// at this point of the flow (Tailer): some of them may have matched.
 	// The consumer tells its client (a gap frame or event).
@@ -102,6 +111,11 @@ type Feed struct {
 	snapIDs   map[string]string // topic → id of the snapshot value sent
 	err       error
 	closed    bool
+
+	// While a subscription holds (alarm_feed.go): the alarm transitions
+	// that wait, and the newest revision of each alarm queued.
+	heldAlarms []*AlarmEvent
+	alarmRevs  map[string]int
 }
 
 // queued is a delivery in the queue and when it arrived (mono).
@@ -223,7 +237,9 @@ func (f *Feed) Subscriptions() map[string]byte {
 // first (CheckSubscribe); if one fails nothing changes. With opts.After the
 // history after that id is queued first: an error with ECodeGap means the
 // window no longer covers it, and the subscriptions are live anyway. With
-// opts.Snapshot the current values are queued first.
+// opts.Snapshot the current values are queued first. With either, a feed
+// with FeedConfig.Alarms gets the open alarms of the added filters before
+// all of that.
 func (f *Feed) Subscribe(ctx context.Context, filters []string, opts SubscribeOptions) error {
 	if opts.QoS > 1 {
 		return Errorf(ECodeInvalidRequest, "qos must be 0 or 1")
@@ -278,7 +294,11 @@ func (f *Feed) Subscribe(ctx context.Context, filters []string, opts SubscribeOp
 		return err
 	}
 	var floor string
+	if hold {
+		err = f.alarmSnapshot(ctx, added)
+	}
 	switch {
+	case err != nil:
 	case opts.After != "":
 		floor, err = f.replay(ctx, added, opts.After)
 	case opts.Snapshot:
@@ -286,6 +306,7 @@ func (f *Feed) Subscribe(ctx context.Context, filters []string, opts SubscribeOp
 	}
 	if err != nil && ErrorCode(err) != ECodeGap {
 		f.Unsubscribe(added)
+		f.release(nil, "", "")
 		return err
 	}
 	f.release(added, floor, since)
@@ -370,10 +391,13 @@ func (f *Feed) deliverLocked(ev *Event) {
 
 // size is what d counts against FeedConfig.QueueBytes.
 func (d *Delivery) size() int64 {
-	if d.Event == nil {
-		return DeliveryOverhead
+	switch {
+	case d.Event != nil:
+		return int64(len(d.Event.Payload) + DeliveryOverhead)
+	case d.Alarm != nil:
+		return int64(len(d.Alarm.Message.Payload) + DeliveryOverhead)
 	}
-	return int64(len(d.Event.Payload) + DeliveryOverhead)
+	return DeliveryOverhead
 }
 
 // mono is the time on the monotonic clock, for the ages of deliveries.
@@ -430,6 +454,12 @@ func (f *Feed) wakeLocked() {
 // is more than half full until the consumer takes (Take) or writes (Took)
 // enough.
 func (f *Feed) enqueueWait(ctx context.Context, d Delivery) error {
+	return f.queueWait(ctx, func() { f.enqueueLocked(d, mono()) })
+}
+
+// queueWait waits while the queue is more than half full, then calls
+// queue with the feed's lock held (unless the feed failed).
+func (f *Feed) queueWait(ctx context.Context, queue func()) error {
 	f.mu.Lock()
 	for f.err == nil {
 		// Set before looking, so that a Took after the look sees it.
@@ -456,7 +486,7 @@ func (f *Feed) enqueueWait(ctx context.Context, d Delivery) error {
 	if f.err != nil {
 		return f.err
 	}
-	f.enqueueLocked(d, mono())
+	queue()
 	return f.err
 }
 
@@ -579,6 +609,7 @@ func (f *Feed) release(added []string, floor, since string) {
 	for _, ev := range held {
 		f.deliverLocked(ev)
 	}
+	f.releaseAlarmsLocked()
 }
 
 // compareIDs compares two message ids; ids that do not parse sort first.

@@ -89,3 +89,20 @@ func (h *hub) len() int {
 	defer h.mu.RUnlock()
 	return h.trie.Len()
 }
+
+// publishAlarm delivers an alarm transition to every feed that takes
+// alarms and has a filter matching the alarm's topic, once per feed.
+func (h *hub) publishAlarm(ev *AlarmEvent) {
+	var feeds []*Feed
+	h.mu.RLock()
+	h.trie.Match(ev.Topic, func(_ string, f *Feed) {
+		if f.cfg.Alarms {
+			feeds = append(feeds, f)
+		}
+	})
+	h.mu.RUnlock()
+	slices.SortFunc(feeds, func(a, b *Feed) int { return cmp.Compare(a.seq, b.seq) })
+	for _, f := range slices.Compact(feeds) {
+		f.deliverAlarm(ev)
+	}
+}

@@ -86,6 +86,14 @@ func (b *Bridge) Start(ctx context.Context) {
 			go b.runIngest(ctx, &b.routes[i])
 		}
 	}
+	if len(b.al.cfgs) > 0 {
+		b.wg.Add(1)
+		go b.runAlarms(ctx)
+		if b.al.tail != nil {
+			b.wg.Add(1)
+			go b.runAlarmTail(ctx)
+		}
+	}
 	if t, ok := b.cfg.Store.(Tailer); ok {
 		b.wg.Add(1)
 		go func() {
@@ -157,6 +165,7 @@ func (b *Bridge) holdIngest(ctx context.Context, r *Route, name, token string) {
 				b.cfg.Metrics.Ingested(broker)
 				if !tailed {
 					b.hub.publish(NewEvent(stored[i]))
+					b.wakeAlarms()
 				}
 			}
 			b.ingested.Add(uint64(len(stored)))
@@ -201,29 +210,11 @@ func (b *Bridge) holdIngest(ctx context.Context, r *Route, name, token string) {
 	b.cfg.Metrics.IngestLease(r.Upstream.Name(), true)
 	defer b.cfg.Metrics.IngestLease(r.Upstream.Name(), false)
 
-	// Renew at a third of the TTL; give up before the lease can expire
-	// when renewals fail, so that no two holders overlap.
-	renewed := time.Now()
-	tick := time.NewTicker(ttl / 3)
-	defer tick.Stop()
-loop:
-	for {
-		select {
-		case <-hctx.Done():
-			break loop
-		case <-tick.C:
-			ok, err := b.leases.Renew(hctx, name, token, ttl)
-			switch {
-			case err == nil && ok:
-				renewed = time.Now()
-			case err == nil:
-				b.log.Warn("the ingest lease was lost", "broker", r.Upstream.Name())
-				break loop
-			case time.Since(renewed) > ttl*2/3:
-				b.log.Warn("cannot renew the ingest lease; stopping ingest", "broker", r.Upstream.Name(), "err", err)
-				break loop
-			}
-		}
+	switch err := keepLease(hctx, b.leases, name, token, ttl); {
+	case errors.Is(err, errLeaseLost):
+		b.log.Warn("the ingest lease was lost", "broker", r.Upstream.Name())
+	case err != nil:
+		b.log.Warn("cannot renew the ingest lease; stopping ingest", "broker", r.Upstream.Name(), "err", err)
 	}
 	cancel()
 	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)

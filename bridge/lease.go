@@ -2,8 +2,40 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// errLeaseLost: another holder has the lease.
+var errLeaseLost = errors.New("the lease was lost")
+
+// keepLease renews the lease name every third of ttl until ctx ends (it
+// returns nil), the lease is lost (errLeaseLost), or renewals failed for
+// two thirds of ttl (the last error): it gives up before the lease can
+// expire, so that no two holders overlap.
+func keepLease(ctx context.Context, leases Leases, name, token string, ttl time.Duration) error {
+	renewed := time.Now()
+	tick := time.NewTicker(ttl / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		ok, err := leases.Renew(ctx, name, token, ttl)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil && ok:
+			renewed = time.Now()
+		case err == nil:
+			return errLeaseLost
+		case time.Since(renewed) > ttl*2/3:
+			return err
+		}
+	}
+}
 
 // Leases hands out named, expiring leases, one holder at a time: the
 // instance that holds a broker's ingest lease is the only one that

@@ -34,6 +34,7 @@ func (b *Bridge) runTail(ctx context.Context, t Tailer) {
 		for _, m := range msgs {
 			b.hub.publish(NewEvent(m))
 		}
+		b.wakeAlarms()
 		if n := len(msgs); n > 0 {
 			last := msgs[n-1].ID // a copy: a pointer into msgs would keep the whole batch alive
 			b.tailAt.Store(&last)

@@ -25,6 +25,8 @@ var statusOf = map[string]int{
 	bridge.ECodeTimeout:           http.StatusGatewayTimeout,
 	bridge.ECodeBrokerRejected:    http.StatusBadGateway,
 	bridge.ECodeInternal:          http.StatusInternalServerError,
+
+	bridge.ECodeAlreadyAcknowledged: http.StatusConflict,
 }
 
 // errorBody is the JSON shape of every error.

@@ -137,6 +137,7 @@ func New(cfg Config) *Server {
 	v1.GET("/stream", s.stream)
 	v1.POST("/tickets", s.createTicket)
 	s.routeRequests(v1)
+	s.routeAlarms(v1)
 	if cfg.WebSocket != nil {
 		v1.GET("/ws", gin.WrapH(cfg.WebSocket))
 	}

@@ -21,6 +21,12 @@ type streamMessage struct {
 	Snapshot bool `json:"snapshot,omitempty"`
 }
 
+// streamAlarm is the data of an alarm event.
+type streamAlarm struct {
+	wire.Alarm
+	Snapshot bool `json:"snapshot,omitempty"`
+}
+
 type sseKey struct{}
 
 // stream is GET /v1/stream: Server-Sent Events of every message matching
@@ -85,7 +91,7 @@ func (s *Server) stream(c *gin.Context) {
 	defer stopExpiry()
 
 	fc := s.cfg.StreamQueue
-	fc.Kind, fc.Notify = "sse", nil
+	fc.Kind, fc.Notify, fc.Alarms = "sse", nil, true
 	feed := s.bridge.NewFeed(id, fc)
 	defer feed.Close()
 	h := c.Writer.Header()
@@ -167,6 +173,14 @@ func (s *Server) stream(c *gin.Context) {
 // stream, or a gap event. Snapshot values carry no id, so that they do not
 // move the client's Last-Event-ID.
 func sseEvent(d bridge.Delivery) []byte {
+	if d.Alarm != nil { // no id, as a gap
+		if d.Snapshot {
+			return sseData("alarm", streamAlarm{wire.NewAlarm(&d.Alarm.Alarm, false, time.Now()), true})
+		}
+		return d.Alarm.Encoded(sseKey{}, func(a *bridge.Alarm) any {
+			return sseData("alarm", streamAlarm{Alarm: wire.NewAlarm(a, false, time.Now())})
+		}).([]byte)
+	}
 	if d.Gap != nil { // no id: Last-Event-ID stays at the last message
 		return sseData("gap", map[string]string{"last_id": d.Gap.After,
 			"message": "messages after last_id left the history window before this server delivered them; re-read current values"})

@@ -209,6 +209,26 @@ export interface GapFrame {
   message: string;
 }
 
+/** An alarm (GET /v1/alarms, the alarm frame of docs/websocket.md). */
+export interface Alarm {
+  id: string;
+  name: string;
+  topic: string;
+  active: boolean;
+  acknowledged: boolean;
+  count: number;
+  raised_at: string;
+  cleared_at: string | null;
+  acked_at: string | null;
+  acked_by: string | null;
+  comment: string | null;
+  escalated_at: string | null;
+  /** grows with every transition: of two copies, the higher is newer */
+  rev: number;
+  /** the latest raising or clearing message, as JSON */
+  message: { id: string; topic: string; payload?: string; payload_base64?: string; qos: number; retain: boolean; received_at: string };
+}
+
 export interface MqttBridgeEvents {
   state: (state: ConnectionState, info: StateInfo) => void;
   welcome: (frame: WelcomeFrame) => void;
@@ -216,6 +236,9 @@ export interface MqttBridgeEvents {
   message: (msg: BridgeMessage) => void;
   /** the history no longer covers the resume point: messages may be lost */
   gap: (frame: GapFrame) => void;
+  /** a transition of an alarm whose topic a subscription matches; snapshot
+   * for an open alarm sent before a resume's replay or a snapshot */
+  alarm: (alarm: Alarm, info: { snapshot: boolean }) => void;
   /** errors that belong to no request (among them failed re-subscriptions,
    * with .filter, and .retryIn when tried again), and exceptions thrown by
    * callbacks */

@@ -340,7 +340,7 @@ export class MqttBridge {
 
   /** Adds a listener; returns a function that removes it. Events: "state"
    * (state, info), "welcome" (frame), "message" (msg), "gap" (frame),
-   * "error" (error). */
+   * "alarm" (alarm, {snapshot}), "error" (error). */
   on(event, fn) {
     if (!this.#listeners.has(event)) this.#listeners.set(event, new Set());
     this.#listeners.get(event).add(fn);
@@ -731,6 +731,9 @@ export class MqttBridge {
       case "gap":
         this.#emit("gap", f);
         if (this.#opts.catchUpOnGap) this.#scheduleCatchUp();
+        break;
+      case "alarm":
+        if (f.alarm && typeof f.alarm === "object") this.#emit("alarm", f.alarm, { snapshot: !!f.snapshot });
         break;
       default:
       // Unknown frame types are ignored: the server may add some.

@@ -1,6 +1,7 @@
 // The console page: sign in (with authentication on), subscribe, publish,
-// and watch the current value of every topic (State) and the traffic
-// (Messages), on top of client.js. Message data only ever reaches the page
+// and watch the current value of every topic (State), the traffic
+// (Messages) and the open alarms, which a person acknowledges (Alarms), on
+// top of client.js. Message data only ever reaches the page
 // as text nodes and attributes set through the DOM, never as HTML.
 
 import { MqttBridge, compareIds, topicMatches } from "./client.js";
@@ -166,7 +167,10 @@ function connect() {
   b.on("gap", (g) => bridge === b && onGap(g));
   b.on("error", (err) => bridge === b && onError(err));
   b.on("message", (m) => bridge === b && onMessage(m));
+  b.on("alarm", (a) => bridge === b && upsertAlarm(a));
+  alarmSub = null; // the last client's
   renderSubs();
+  watchAlarms(watched || alarmFilter.value.trim() || "#");
 }
 
 const stateBox = $("state");
@@ -185,6 +189,7 @@ function onState(state, info = {}) {
       showConsole();
     }
     stateText.textContent = info.resumed ? "Connected (session resumed)" : "Connected";
+    loadAlarms(); // alarms that closed while disconnected go
     sessionBox.textContent = `session ${info.session}`;
     sessionBox.hidden = false;
   } else {
@@ -237,8 +242,13 @@ const subError = $("sub-error");
 const subList = $("subscriptions");
 const subsEmpty = $("subs-empty");
 
+/** The subscriptions the person made (not the Alarms view's). */
+function userSubs() {
+  return bridge ? bridge.subscriptions.filter((sub) => sub !== alarmSub) : [];
+}
+
 function renderSubs() {
-  const subs = bridge ? bridge.subscriptions : [];
+  const subs = userSubs();
   subsEmpty.hidden = subs.length > 0;
   subList.replaceChildren(
     ...subs.map((sub) => {
@@ -435,12 +445,14 @@ function flush() {
 function renderCounts() {
   count.textContent = `${plural(total, "message")}${total > MAX_ROWS ? ` (latest ${MAX_ROWS} shown)` : ""}`;
   msgBadge.textContent = String(total);
-  const subscribed = bridge?.subscriptions.length > 0;
+  const subscribed = userSubs().length > 0;
   $("msg-empty").hidden = rows.childElementCount > 0 || subscribed;
   renderStateCount();
 }
 
 function onMessage(msg) {
+  // Only the person's subscriptions fill the views, not the Alarms view's.
+  if (!userSubs().some((sub) => topicMatches(sub.filter, msg.topic))) return;
   total++;
   queue.push(msg);
   if (queue.length > MAX_ROWS) queue.splice(0, queue.length - MAX_ROWS);
@@ -539,7 +551,7 @@ function updateState(msg) {
 
 // dropUnwatched removes the topics no subscription matches any more.
 function dropUnwatched() {
-  const filters = bridge ? bridge.subscriptions.map((s) => s.filter) : [];
+  const filters = userSubs().map((s) => s.filter);
   for (const [topic, entry] of current) {
     if (!filters.some((f) => topicMatches(f, topic))) {
       entry.tr.remove();
@@ -569,11 +581,242 @@ function resetViews() {
   current.clear();
   stateRows.replaceChildren();
   topicsDropped = 0;
+  clearAlarms();
   renderSubs();
   renderCounts();
   show(subError, "");
   show($("pub-result"), "");
 }
+
+// ------------------------------------------------------------ alarms ----
+
+// The open alarms of the watched filter: loaded with GET /v1/alarms at
+// every (re)connect, then kept up to date by the alarm frames of a
+// subscription to the filter. Of two copies of an alarm the higher rev
+// wins, so a late answer never undoes a newer frame.
+
+const alarmRows = $("alarm-rows");
+const alarmCount = $("alarm-count");
+const alarmBadge = $("alarm-badge");
+const alarmNotice = $("alarm-notice");
+const alarmFilter = $("alarm-filter");
+/** id → { alarm, tr, comment (its input, kept across updates) } */
+const alarms = new Map();
+let alarmSub = null;
+let watched = "";
+let loads = 0; // numbers the loads: only the newest one applies
+let noticeTimer = null;
+
+const isOpen = (a) => a.active || !a.acknowledged;
+
+/** The credential as request headers (none without authentication). */
+function authHeaders() {
+  if (!credential) return {};
+  const c = asCredential(credential);
+  return c.token ? { Authorization: `Bearer ${c.token}` } : { "X-API-Key": c.apiKey };
+}
+
+/** Shows a notice of the Alarms view; a success fades after a while. */
+function alarmSay(text, kind) {
+  clearTimeout(noticeTimer);
+  show(alarmNotice, text, kind);
+  if (text && (kind === "ok" || kind === "info")) noticeTimer = setTimeout(() => show(alarmNotice, ""), 8000);
+}
+
+function clock(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString([], { hour12: false });
+}
+
+const alarmAge = (a) => duration(Math.max(0, Math.floor((Date.now() - Date.parse(a.raised_at)) / 1000)));
+
+function alarmValue(msg) {
+  if (msg.payload === undefined) return el("span", { class: "binary", text: "binary" });
+  return el("span", { class: msg.payload === "" ? "empty-payload" : "text", text: msg.payload === "" ? "(empty)" : msg.payload });
+}
+
+async function acknowledge(entry, button) {
+  const a = entry.alarm;
+  button.disabled = true;
+  alarmSay("");
+  const comment = entry.comment.value.trim();
+  try {
+    const r = await fetch(new URL(`v1/alarms/${encodeURIComponent(a.id)}/ack`, document.baseURI), {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...authHeaders() },
+      body: JSON.stringify(comment ? { comment } : {}),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (r.ok) {
+      upsertAlarm(body);
+      alarmSay(`Acknowledged ${a.topic}.`, "ok");
+    } else if (r.status === 409 && body.alarm) {
+      upsertAlarm(body.alarm);
+      alarmSay(`${a.topic}: already acknowledged by ${body.alarm.acked_by} at ${clock(body.alarm.acked_at)}.`, "info");
+    } else {
+      alarmSay(`Not acknowledged: ${body.error?.code || r.status}: ${body.error?.message || r.statusText}`, "error");
+    }
+  } catch (err) {
+    alarmSay(`Not acknowledged: ${err.message}`, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** renderAlarm fills the row of entry from its alarm; the comment input is
+ * kept, so that what a person is typing survives live updates. */
+function renderAlarm(entry) {
+  const { alarm: a, tr } = entry;
+  const unacked = !a.acknowledged;
+  tr.className = `alarm ${unacked ? "unacked" : "acked"}`;
+  tr.dataset.state = unacked ? "unacknowledged" : "acknowledged";
+  tr.dataset.active = String(a.active);
+  const acked = el("td", { class: "c-acked", "data-testid": "alarm-acked" });
+  if (a.acknowledged) {
+    acked.append(`${a.acked_by} at ${clock(a.acked_at)}`);
+    if (a.comment) acked.append(el("br"), el("q", { text: a.comment }));
+  } else acked.append("—");
+  const action = el("td", { class: "c-ack" });
+  if (unacked) {
+    const button = el("button", { type: "button", class: "small", "data-testid": "alarm-ack", text: "Acknowledge",
+      "aria-label": `Acknowledge the alarm of ${a.topic}` });
+    button.addEventListener("click", () => acknowledge(entry, button));
+    action.append(entry.comment, button);
+  }
+  tr.replaceChildren(
+    el("td", { class: "c-state", "data-testid": "alarm-state" },
+      el("span", { class: `tag ${unacked ? "unacked" : "acked"}`, text: unacked ? "Unacknowledged" : "Acknowledged" }),
+      el("span", { class: `tag ${a.active ? "active" : "cleared"}`, text: a.active ? "active" : "cleared" })),
+    el("td", { class: "c-topic" }, topicCode(a.topic)),
+    el("td", { class: "c-value", "data-testid": "alarm-value" }, alarmValue(a.message)),
+    el("td", { class: "c-age", "data-testid": "alarm-age", title: `raised ${clock(a.raised_at)}`, text: alarmAge(a) }),
+    el("td", { class: "c-count", "data-testid": "alarm-count-cell", text: String(a.count) }),
+    acked,
+    action,
+  );
+}
+
+/** Puts the rows in order (unacknowledged first, then newest first) and
+ * updates the counts. */
+function orderAlarms() {
+  const sorted = [...alarms.values()].sort((x, y) =>
+    x.alarm.acknowledged - y.alarm.acknowledged || compareIds(y.alarm.id, x.alarm.id));
+  const shown = [...alarmRows.children];
+  if (sorted.length !== shown.length || sorted.some((e, i) => e.tr !== shown[i])) {
+    alarmRows.replaceChildren(...sorted.map((e) => e.tr));
+  }
+  const unacked = sorted.filter((e) => !e.alarm.acknowledged).length;
+  alarmCount.textContent = sorted.length === 0 ? "No open alarms" : `${sorted.length} open, ${unacked} unacknowledged`;
+  alarmBadge.textContent = String(unacked);
+  alarmBadge.classList.toggle("alert", unacked > 0);
+  $("alarm-empty").hidden = sorted.length > 0;
+}
+
+function upsertAlarm(a, order = true) {
+  if (!a || typeof a.id !== "string" || !watched || !topicMatches(watched, a.topic)) return;
+  const entry = alarms.get(a.id);
+  if (entry && entry.alarm.rev > a.rev) return; // older than what is shown
+  if (!isOpen(a)) {
+    if (entry) {
+      alarms.delete(a.id);
+      entry.tr.remove();
+    }
+  } else if (entry) {
+    entry.alarm = a;
+    renderAlarm(entry);
+  } else {
+    const tr = el("tr", { "data-testid": "alarm-row", "data-id": a.id, "data-topic": a.topic });
+    const comment = el("input", { type: "text", "data-testid": "alarm-comment", placeholder: "comment", maxlength: 1024,
+      "aria-label": `Comment for the alarm of ${a.topic}` });
+    const added = { alarm: a, tr, comment };
+    alarms.set(a.id, added);
+    renderAlarm(added);
+  }
+  if (order) orderAlarms();
+}
+
+function clearAlarms() {
+  alarms.clear();
+  alarmRows.replaceChildren();
+  orderAlarms();
+}
+
+/** Loads the open alarms of the watched filter (every page) and drops the
+ * rows of alarms that closed meanwhile. */
+async function loadAlarms() {
+  if (!watched) return;
+  const n = ++loads;
+  const filter = watched;
+  const found = [];
+  try {
+    let cursor = "";
+    for (let page = 0; page < 20; page++) {
+      const u = new URL("v1/alarms", document.baseURI);
+      if (filter !== "#") u.searchParams.set("filter", filter);
+      u.searchParams.set("limit", "1000");
+      if (cursor) u.searchParams.set("cursor", cursor);
+      const r = await fetch(u, { headers: authHeaders() });
+      const body = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(`${body.error?.code || r.status}: ${body.error?.message || r.statusText}`);
+      found.push(...body.alarms);
+      if (!body.next_cursor) break;
+      cursor = body.next_cursor;
+    }
+  } catch (err) {
+    if (n === loads) alarmSay(`Alarms not loaded: ${err.message}`, "error");
+    return;
+  }
+  if (n !== loads) return;
+  const ids = new Set(found.map((a) => a.id));
+  for (const [id, e] of alarms) {
+    if (!ids.has(id)) {
+      alarms.delete(id);
+      e.tr.remove();
+    }
+  }
+  for (const a of found) upsertAlarm(a, false);
+  orderAlarms();
+}
+
+/** Watches the alarms of filter: a subscription for the live frames (its
+ * messages fill no view), and a load. */
+async function watchAlarms(filter) {
+  const b = bridge;
+  if (!b) return;
+  alarmSay("");
+  const old = alarmSub;
+  alarmSub = null;
+  watched = filter;
+  clearAlarms();
+  try {
+    const sub = await b.subscribe(filter, () => {}, { qos: 0 });
+    if (bridge !== b) return sub.unsubscribe().catch(() => {});
+    alarmSub = sub;
+  } catch (err) {
+    alarmSay(`Alarms not watched: ${err.code}: ${err.message}`, "error");
+  }
+  if (old && old !== alarmSub) await old.unsubscribe().catch(() => {});
+  renderSubs();
+  await loadAlarms();
+}
+
+$("alarm-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const filter = alarmFilter.value.trim();
+  if (!filter) {
+    alarmSay("Enter a topic filter.", "error");
+    alarmFilter.focus();
+    return;
+  }
+  watchAlarms(filter);
+});
+
+setInterval(() => {
+  for (const e of alarms.values()) {
+    const cell = e.tr.querySelector(".c-age");
+    if (cell) cell.textContent = alarmAge(e.alarm);
+  }
+}, 1000);
 
 // ------------------------------------------------------------- start ----
 

@@ -259,6 +259,35 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 }
 
+// TestConsoleAlarmsInBrowser opens the console's Alarms view in Chromium
+// against a bridge with an alarm: devices raise, update and clear alarms
+// with mosquitto_pub, a person acknowledges in the page, another over the
+// API, and the page follows live, also across a dropped connection.
+func TestConsoleAlarmsInBrowser(t *testing.T) {
+	needNode(t)
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skipf("SKIPPED: %s is missing, so the console is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "alarms.yaml")
+	if err := os.WriteFile(conf, []byte(`alarms:
+  - name: plant
+    filters: [plant/+/alarm/#]
+    clear: ["0", "OK"]
+    ack_topic: "acks/{topic}"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := startBridge(t, "--config", conf)
+	_, root := buildBridge(t)
+	shot := filepath.Join(dir, "alarms.png")
+	runNode(t, root, 100*time.Second, nil, "--test-reporter=spec",
+		filepath.Join("web", "e2e", "alarms.test.mjs"), b.base, fmt.Sprint(b.mqttPort), shot)
+	if png, err := os.ReadFile(shot); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
+		t.Errorf("no screenshot of the Alarms view (%v)", err)
+	}
+}
+
 // TestMQTTJSInBrowser runs MQTT.js (its browser bundle from npm) inside
 // Chromium against /mqtt of the real bridge and its embedded broker.
 func TestMQTTJSInBrowser(t *testing.T) {

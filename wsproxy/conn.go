@@ -91,7 +91,8 @@ func newConn(s *Server, nc, raw net.Conn, id bridge.Identity) *conn {
 	}
 	// run writes first, as the writer: kicks wait for its release.
 	c.wstate.Store(wRunning)
-	c.feed = s.cfg.Bridge.NewFeed(id, bridge.FeedConfig{QueueBytes: s.cfg.QueueBytes, QueueMessages: s.cfg.QueueMessages, MaxLag: s.cfg.MaxLag, Kind: "ws", Notify: c.kick})
+	c.feed = s.cfg.Bridge.NewFeed(id, bridge.FeedConfig{QueueBytes: s.cfg.QueueBytes, QueueMessages: s.cfg.QueueMessages, MaxLag: s.cfg.MaxLag, Kind: "ws", Notify: c.kick,
+		Alarms: true})
 	return c
 }
 
@@ -573,6 +574,8 @@ func (c *conn) closeSocket() {
 
 type frameKey struct{ ack bool }
 
+type alarmKey struct{}
+
 // writeDelivery writes a message frame, built once per message and
 // variant for every connection.
 func (c *conn) writeDelivery(d bridge.Delivery) error {
@@ -581,8 +584,12 @@ func (c *conn) writeDelivery(d bridge.Delivery) error {
 		c.pending.add(d.Event.Message) // the writer keeps to MaxPending (writeBatch)
 		c.touch()                      // after the change, so that a checkpoint has it
 	}
-	if d.Snapshot || d.Gap != nil {
+	switch {
+	case d.Snapshot || d.Gap != nil:
 		return c.write(encodeDelivery(d))
+	case d.Alarm != nil:
+		frame := d.Alarm.Encoded(alarmKey{}, func(*bridge.Alarm) any { return textFrame(encodeDelivery(d)) })
+		return c.bw.writeFrame(frame.([]byte))
 	}
 	frame := d.Event.Encoded(frameKey{d.Ack}, func(*bridge.Message) any { return textFrame(encodeDelivery(d)) })
 	return c.bw.writeFrame(frame.([]byte))

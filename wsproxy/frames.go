@@ -26,6 +26,14 @@ type messageFrame struct {
 	Ack      bool `json:"ack,omitempty"`
 }
 
+// alarmFrame is an alarm's transition, or with snapshot an open alarm sent
+// before a replay or snapshot.
+type alarmFrame struct {
+	Type     string     `json:"type"`
+	Alarm    wire.Alarm `json:"alarm"`
+	Snapshot bool       `json:"snapshot,omitempty"`
+}
+
 type okFrame struct {
 	Type   string `json:"type"`
 	Ref    string `json:"ref,omitempty"`
@@ -87,6 +95,9 @@ type pingFrame struct {
 const tailGapMessage = "messages after last_id left the history window before this server delivered them; re-read current values with a snapshot"
 
 func encodeDelivery(d bridge.Delivery) []byte {
+	if d.Alarm != nil {
+		return mustJSON(alarmFrame{Type: "alarm", Alarm: wire.NewAlarm(&d.Alarm.Alarm, false, time.Now()), Snapshot: d.Snapshot})
+	}
 	if d.Gap != nil {
 		return mustJSON(gapFrame{Type: "gap", LastID: d.Gap.After, Message: tailGapMessage})
 	}

@@ -349,10 +349,16 @@ func (w *worker) backoff(n int) time.Duration {
 	return d - rand.N(d/2+1)
 }
 
-// attempt sends one request and reports why it failed.
+// attempt sends one request for message m and reports why it failed.
 func (w *worker) attempt(m bridge.Message) error {
 	body, ctype, meta := w.render(&m)
-	ctx, cancel := context.WithTimeout(w.m.hard, w.cfg.Timeout)
+	return w.post(w.m.hard, m.ID, body, ctype, meta)
+}
+
+// post sends one signed request, within the webhook's timeout and ctx,
+// and reports why it failed: the webhook-id header is id.
+func (w *worker) post(parent context.Context, id string, body []byte, ctype string, meta http.Header) error {
+	ctx, cancel := context.WithTimeout(parent, w.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
 	if err != nil {
@@ -368,14 +374,14 @@ func (w *worker) attempt(m bridge.Message) error {
 	h.Set("Content-Type", ctype)
 	h.Set("User-Agent", "mqttbridge-webhook")
 	now := time.Now()
-	h.Set(HeaderID, m.ID)
+	h.Set(HeaderID, id)
 	h.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
 	if w.key != nil {
-		h.Set(HeaderSignature, Sign(w.key, m.ID, now, body))
+		h.Set(HeaderSignature, Sign(w.key, id, now, body))
 	}
 	resp, err := w.m.cfg.Client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil && w.m.hard.Err() == nil {
+		if ctx.Err() != nil && parent.Err() == nil {
 			return fmt.Errorf("no answer within %s", w.cfg.Timeout)
 		}
 		// Not the url.Error: it quotes the URL, which may hold a token.

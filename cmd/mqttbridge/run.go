@@ -103,6 +103,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := m.startWebhooks(ctx); err != nil { // before the bridge: alarms escalate to webhooks
+		return err
+	}
 	b, err := bridge.New(bridge.Config{
 		Store:      m.store,
 		Sessions:   m.sessions,
@@ -115,6 +118,8 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:     log,
 
 		TracerProvider: tp,
+		Alarms:         cfg.AlarmConfigs(),
+		Escalator:      m.Webhooks,
 	})
 	if err != nil {
 		return err
@@ -137,9 +142,6 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 	b.Start(ctx)
-	if err := m.startWebhooks(ctx); err != nil {
-		return err
-	}
 	m.Metrics.WatchWebhooks(m.Webhooks)
 
 	ws, err := wsproxy.New(wsproxy.Config{

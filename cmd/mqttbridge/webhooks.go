@@ -30,7 +30,7 @@ func (m *Main) startWebhooks(ctx context.Context) error {
 		Webhooks:   hooks,
 		Groups:     groups,
 		Leases:     leases,
-		Authorizer: m.Bridge,
+		Authorizer: m.sec.authorizer, // the bridge's one authorizer
 		Consumer:   m.Config.InstanceID,
 		Logger:     m.Logger.With("component", "webhook"),
 	})

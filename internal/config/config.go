@@ -35,6 +35,8 @@ type Config struct {
 	// Request and Webhooks: requests.go.
 	Request  Request   `yaml:"request"`
 	Webhooks []Webhook `yaml:"webhooks"`
+	// Alarms: alarms.go.
+	Alarms []Alarm `yaml:"alarms"`
 
 	// MQTTProxy: mqttproxy.go.
 	MQTTProxy MQTTProxy `yaml:"mqtt_proxy"`

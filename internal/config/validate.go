@@ -133,6 +133,7 @@ func (c Config) validate(origins map[string]string) error {
 	c.validateRedisPassword(p)
 	c.validateSecurity(p)
 	c.validateRequests(p)
+	c.validateAlarms(p)
 	c.validateMQTTProxy(p)
 	c.validateTracing(p)
 	return p.err()

@@ -75,7 +75,7 @@ func validator(t *testing.T) *frametest.Validator {
 
 func TestTypes(t *testing.T) {
 	v := validator(t)
-	if got, want := v.ServerTypes(), []string{"error", "gap", "message", "ok", "pong", "welcome"}; !slices.Equal(got, want) {
+	if got, want := v.ServerTypes(), []string{"alarm", "error", "gap", "message", "ok", "pong", "welcome"}; !slices.Equal(got, want) {
 		t.Errorf("server→client types %v, want %v", got, want)
 	}
 	if got, want := v.ClientTypes(), []string{"ack", "ping", "publish", "request", "subscribe", "unsubscribe"}; !slices.Equal(got, want) {

@@ -261,7 +261,9 @@ test(
     assert.equal(await stateTab.getAttribute("aria-selected"), "true");
     assert.equal(await page.evaluate(() => document.activeElement.id), "tab-state");
     assert.equal(await page.getByTestId("view-messages").isHidden(), true);
-    await page.keyboard.press("End");
+    await page.keyboard.press("End"); // the last tab: Alarms
+    assert.equal(await page.getByTestId("tab-alarms").getAttribute("aria-selected"), "true");
+    await page.keyboard.press("ArrowLeft");
     assert.equal(await messagesTab.getAttribute("aria-selected"), "true");
 
     // Unsubscribe removes it from the list, its messages stop, and its

@@ -13,15 +13,11 @@ import path from "node:path";
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { CHROMIUM, CHROMIUM_ARGS } from "./helpers.mjs";
 
 const [base, mqttPort] = process.argv.slice(2);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const run = promisify(execFile);
-
-// As console.test.mjs (importing it would run its test too).
-const CHROMIUM = process.env.MQTTBRIDGE_CHROMIUM || "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 test("MQTT.js in Chromium: connect, subscribe, receive, publish through /mqtt", { skip: !base && "no bridge URL given", timeout: 60000 }, async (t) => {
   const { chromium } = await import("playwright-core");

@@ -40,6 +40,7 @@ type Store struct {
 	closed  bool
 	leases  map[string]lease // ingest leases (leases.go)
 	fence   uint64           // grows with every lease granted
+	alarms  *alarms          // alarms.go, created on first use
 }
 
 var _ bridge.Store = (*Store)(nil)

@@ -194,6 +194,10 @@ func TestHistoryAgeClock(t *testing.T) {
 	}
 }
 
+func TestAlarmsConformance(t *testing.T) {
+	storetest.RunAlarms(t, func(t *testing.T) bridge.AlarmStore { return newStore(t, Config{}) })
+}
+
 func TestTicketsConformance(t *testing.T) {
 	storetest.RunTickets(t, func(*testing.T) bridge.Tickets { return NewTickets() })
 }

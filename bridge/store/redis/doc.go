@@ -116,6 +116,15 @@
 // falls behind it loses entries: the read reports it (max-deleted-entry-id
 // above the group's last-delivered-id).
 //
+// # Alarms
+//
+// The alarms (alarms.go) are {P}alarm:<id> (JSON), {P}alarms:open (the
+// open ids, as SortKeys, in a sorted set walked with ZREVRANGEBYLEX),
+// {P}alarmtopic:<topic> (the id of the topic's open alarm) and
+// {P}alarms:applied (the newest message applied). UpdateAlarm is a
+// WATCH/MULTI transaction over them, retried when another writer came
+// first.
+//
 // # Errors
 //
 // Every failure to reach Redis, including the per-call Timeout, is an

@@ -692,3 +692,7 @@ func TestWindowShrinks(t *testing.T) {
 		}
 	}
 }
+
+func TestAlarmsConformance(t *testing.T) {
+	storetest.RunAlarms(t, func(t *testing.T) bridge.AlarmStore { return newTestStore(t, Config{}) })
+}
