@@ -57,6 +57,7 @@ type Main struct {
 	closeRds  func() error
 	tracing   *tracing.Provider // nil when tracing is off
 	conns     []*mqtt.Conn
+	inline    *embedded.Inline // the bridge's connection to the embedded broker
 	ln        net.Listener
 	srv       *http.Server
 	closeOnce sync.Once
@@ -121,6 +122,12 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Bridge = b
 	m.Metrics.WatchBridge(b)
 	for _, br := range brokers {
+		if m.Embedded != nil {
+			if err := m.addInlineRoute(b, br); err != nil {
+				return err
+			}
+			continue
+		}
 		conf := m.brokerConfig(br)
 		// This instance's own connection, for publishing.
 		conf.ClientID = cfg.MQTT.ClientIDPrefix + cfg.InstanceID + "-" + br.Name
@@ -287,6 +294,32 @@ func (m *Main) ingestFunc(br config.Broker) bridge.IngestFunc {
 	}
 }
 
+// addInlineRoute routes to the embedded broker through its inline client:
+// the bridge's publishes, replies and (with the memory store) its ingest
+// cost no socket. With Redis the ingest stays a TCP client with a session
+// on the broker, which keeps what arrives while no instance holds the
+// lease.
+func (m *Main) addInlineRoute(b *bridge.Bridge, br config.Broker) error {
+	in, err := m.Embedded.Inline(embedded.InlineConfig{
+		Name:         br.Name,
+		ClientID:     m.Config.MQTT.ClientIDPrefix + m.Config.InstanceID + "-" + br.Name,
+		ReplyPrefix:  m.Config.ReplyPrefix(),
+		OnReply:      b.HandleReply,
+		IgnorePrefix: m.Config.Request.ReplyPrefix,
+		Logger:       m.Logger.With("component", "embedded-mqtt"),
+	})
+	if err != nil {
+		return err
+	}
+	m.inline = in
+	m.Metrics.AddBroker(in)
+	ingest := in.Ingest(br.Topics)
+	if m.Config.Redis.Enabled() {
+		ingest = m.ingestFunc(br)
+	}
+	return b.AddRoute(bridge.Route{Filters: br.Topics, Upstream: in, Ingest: ingest})
+}
+
 // fleetID names the fleet that shares a Redis store and key prefix, for
 // the ingest client id: two fleets on one broker must not share a session.
 // The Redis is its address and database; with Sentinel, the master's name
@@ -428,6 +461,9 @@ func (m *Main) Close(ctx context.Context) error {
 				m.Logger.Warn("tracing: exporting the last spans failed", "err", err)
 			}
 			cancel()
+		}
+		if m.inline != nil {
+			errs = append(errs, m.inline.Close(ctx))
 		}
 		if m.Embedded != nil {
 			errs = append(errs, m.Embedded.Close())
