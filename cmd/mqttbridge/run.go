@@ -27,6 +27,7 @@ import (
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/config"
 	"github.com/mqttbridge/mqttbridge/internal/embedded"
+	"github.com/mqttbridge/mqttbridge/internal/logbuf"
 	"github.com/mqttbridge/mqttbridge/internal/metrics"
 	"github.com/mqttbridge/mqttbridge/internal/tracing"
 	"github.com/mqttbridge/mqttbridge/web"
@@ -58,6 +59,7 @@ type Main struct {
 	tracing   *tracing.Provider // nil when tracing is off
 	conns     []*mqtt.Conn
 	inline    *embedded.Inline // the bridge's connection to the embedded broker
+	logs      *logbuf.Writer   // under the default Logger; flushed by Close
 	ln        net.Listener
 	srv       *http.Server
 	closeOnce sync.Once
@@ -76,7 +78,7 @@ func NewMain(cfg config.Config) *Main {
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
 	if m.Logger == nil {
-		m.Logger = newLogger(cfg)
+		m.Logger, m.logs = newLogger(cfg)
 	}
 	log := m.Logger
 
@@ -477,19 +479,25 @@ func (m *Main) Close(ctx context.Context) error {
 		if m.closeRds != nil {
 			errs = append(errs, m.closeRds())
 		}
+		if m.logs != nil {
+			_ = m.logs.Flush()
+		}
 		m.closeErr = errors.Join(errs...)
 	})
 	return m.closeErr
 }
 
-func newLogger(cfg config.Config) *slog.Logger {
+// newLogger logs to stderr through a logbuf.Writer, which Close flushes.
+func newLogger(cfg config.Config) (*slog.Logger, *logbuf.Writer) {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	w := logbuf.New(os.Stderr)
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(logbuf.Handler(h, w)), w
 }
 
 // displayAddr turns ":8080" or "[::]:8080" into something a browser opens.
