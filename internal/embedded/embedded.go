@@ -42,6 +42,7 @@ type Broker struct {
 	ln     *listener
 	once   sync.Once
 	subIDs atomic.Int64 // inline subscription ids (Inline)
+	hook   *ingestHook  // the inline ingests (Inline.Ingest)
 }
 
 // Start binds the TCP listener (so that a bind error is a start-up error and
@@ -72,6 +73,11 @@ func Start(cfg Config) (*Broker, error) {
 		_ = nl.Close()
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
+	hook := new(ingestHook)
+	if err := srv.AddHook(hook, nil); err != nil {
+		_ = nl.Close()
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
 	ln := newListener("tcp", nl)
 	if err := srv.AddListener(ln); err != nil {
 		_ = nl.Close()
@@ -82,7 +88,7 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
 	cfg.Logger.Info("embedded broker: listening", "addr", nl.Addr().String())
-	return &Broker{srv: srv, ln: ln}, nil
+	return &Broker{srv: srv, ln: ln, hook: hook}, nil
 }
 
 // Addr is the address the broker actually listens on.

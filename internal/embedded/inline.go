@@ -1,7 +1,6 @@
 package embedded
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -95,9 +94,8 @@ func (b *Broker) Inline(cfg InlineConfig) (*Inline, error) {
 	return c, nil
 }
 
-// nextSubID is a new inline subscription id: mochi keys inline
-// subscriptions by it, and calls one id's handler once per message even
-// when several of its filters match.
+// nextSubID is a new inline subscription id (mochi keys inline
+// subscriptions by it).
 func (b *Broker) nextSubID() int { return int(b.subIDs.Add(1)) }
 
 // Name is the configured broker name.
@@ -162,106 +160,75 @@ func (c *Inline) Close(context.Context) error {
 	return nil
 }
 
-// Ingest is the ingest subscription to filters (bridge.IngestFunc): the
-// broker hands every matching message to a bounded queue, in the
-// publisher's goroutine, without waiting; one goroutine writes the queue
-// to handle in batches. Like the bridge's subscription over TCP it takes
-// QoS 1 at most, Retain As Published, and the retained messages when it
-// subscribes. When the queue is full (the store is stuck), new messages
-// are dropped, counted and logged, as the broker drops them for any slow
-// subscriber; a publisher never waits for the store. When handle gives up,
-// the subscription ends.
+// Ingest is the ingest subscription to filters (bridge.IngestFunc). It is
+// not a subscription in the broker's topic tree, whose inline
+// subscriptions cost a publish several maps and do not follow MQTT's
+// matching rules: a hook sees every message the broker publishes (and
+// every will it sends), and hands those that match filters (topic.Match)
+// to a bounded queue, in the publisher's goroutine, without waiting; one
+// goroutine writes the queue to handle in batches. Like the bridge's
+// subscription over TCP it takes QoS 1 at most, Retain As Published, and
+// the retained messages when it opens (none for a shared filter). When the
+// queue is full (the store is stuck), new messages are dropped, counted
+// and logged, as the broker drops them for any slow subscriber; a
+// publisher never waits for the store. When handle gives up, the
+// subscription ends.
 func (c *Inline) Ingest(filters []string) bridge.IngestFunc {
 	return func(ctx context.Context, handle func([]bridge.Message) bool) (bridge.IngestConn, error) {
 		ctx, cancel := context.WithCancel(ctx)
-		in := &ingest{c: c, id: c.b.nextSubID(), filters: filters, queue: make(chan bridge.Message, c.cfg.QueueSize), cancel: cancel, done: make(chan struct{})}
+		in := &ingest{c: c, filters: filters, queue: make(chan bridge.Message, c.cfg.QueueSize), cancel: cancel, done: make(chan struct{})}
 		go in.dispatch(ctx, handle)
-		// The retained messages come in this goroutine, during Subscribe:
-		// those may wait for room.
 		in.replay.Store(true)
-		for _, f := range inlineFilters(filters) {
-			if err := c.srv.Subscribe(f, in.id, in.receive); err != nil {
-				for _, g := range in.subscribed {
-					_ = c.srv.Unsubscribe(g, in.id)
-				}
-				cancel()
-				<-in.done
-				return nil, fmt.Errorf("embedded broker: subscribing to %q: %w", f, err)
+		c.b.hook.add(in)
+		// The retained messages, after the hook is in place so that none
+		// published meanwhile is missed; a topic published live meanwhile
+		// is not replayed (its retained value is older). They may wait
+		// for room: this is not a publisher's goroutine.
+		for _, pk := range c.srv.Topics.Retained.GetAll() {
+			if in.matchesRetained(pk.TopicName) && in.firstFor(pk.TopicName, false) {
+				in.enqueue(pk, true)
 			}
-			in.subscribed = append(in.subscribed, f)
 		}
 		in.replay.Store(false)
-		in.replayMu.Lock()
+		in.seenMu.Lock()
 		in.seen = nil
-		in.replayMu.Unlock()
+		in.seenMu.Unlock()
 		return in, nil
 	}
 }
 
 // ingest is one ingest subscription (bridge.IngestConn).
 type ingest struct {
-	c          *Inline
-	id         int
-	filters    []string // as configured
-	subscribed []string // as subscribed (inlineFilters)
-	queue      chan bridge.Message
-	replay     atomic.Bool // subscribing: the retained messages may wait
-	replayMu   sync.Mutex
-	seen       map[string]packets.Packet // retained messages taken while subscribing
-	cancel     context.CancelFunc
-	done       chan struct{}
-	ended      atomic.Bool // handle gave up
+	c       *Inline
+	filters []string
+	queue   chan bridge.Message
+	cancel  context.CancelFunc
+	done    chan struct{}
+	ended   atomic.Bool // handle gave up
+	closed  sync.Once
+
+	replay atomic.Bool // the retained messages are being queued
+	seenMu sync.Mutex
+	seen   map[string]bool // topics taken while replaying: true live, false retained
 
 	dropped   atomic.Uint64
 	dropMu    sync.Mutex
 	dropLogAt time.Time
 }
 
-// inlineFilters are the filters to subscribe inline for filters. mochi
-// v2.7.9 matches "a/#" against "a" for its clients but not for inline
-// subscriptions, so "a" is subscribed too (one id: one call per message);
-// a shared subscription's group is left out, as the bridge would be its
-// only member.
-func inlineFilters(filters []string) []string {
-	var out []string
-	for _, f := range filters {
-		if _, inner, ok := topic.IsShared(f); ok {
-			f = inner
-		}
-		out = append(out, f)
-		if parent, ok := strings.CutSuffix(f, "/#"); ok {
-			out = append(out, parent)
-		}
-	}
-	return out
-}
-
-// receive is the broker's callback. It never blocks a publisher.
-func (in *ingest) receive(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+// publish is called by the hook for every message the broker publishes.
+// It never blocks the publisher.
+func (in *ingest) publish(pk packets.Packet) {
 	if p := in.c.cfg.IgnorePrefix; p != "" && strings.HasPrefix(pk.TopicName, p) {
 		return
 	}
 	if !in.matches(pk.TopicName) {
-		return // mochi calls inline subscriptions for what MQTT says they do not match: "#" and $SYS/...
-	}
-	if in.replay.Load() && in.replayed(pk) {
 		return
-	}
-	msg := fromPacket(pk)
-	msg.QoS = min(msg.QoS, 1) // the subscription's QoS
-	select {
-	case in.queue <- msg:
-		return
-	default:
 	}
 	if in.replay.Load() {
-		select {
-		case in.queue <- msg:
-		case <-in.done:
-		}
-		return
+		in.firstFor(pk.TopicName, true)
 	}
-	in.drop(msg.Topic)
+	in.enqueue(pk, false)
 }
 
 func (in *ingest) matches(name string) bool {
@@ -273,23 +240,54 @@ func (in *ingest) matches(name string) bool {
 	return false
 }
 
-// replayed reports whether pk, a retained message while subscribing, was
-// already taken: mochi replays the retained messages for each filter, and
-// several may match one topic.
-func (in *ingest) replayed(pk packets.Packet) bool {
-	if !pk.FixedHeader.Retain {
-		return false
+// matchesRetained is matches for the retained messages: a shared
+// subscription gets none.
+func (in *ingest) matchesRetained(name string) bool {
+	for _, f := range in.filters {
+		if _, _, shared := topic.IsShared(f); !shared && topic.Match(f, name) {
+			return true
+		}
 	}
-	in.replayMu.Lock()
-	defer in.replayMu.Unlock()
-	if prev, ok := in.seen[pk.TopicName]; ok && prev.Created == pk.Created && bytes.Equal(prev.Payload, pk.Payload) {
+	return false
+}
+
+// firstFor notes topic while replaying and reports whether it is the
+// first time: live, or retained and not yet seen live.
+func (in *ingest) firstFor(name string, live bool) bool {
+	in.seenMu.Lock()
+	defer in.seenMu.Unlock()
+	if in.seen == nil {
+		in.seen = make(map[string]bool)
+	}
+	if live {
+		in.seen[name] = true
 		return true
 	}
-	if in.seen == nil {
-		in.seen = make(map[string]packets.Packet)
+	if _, ok := in.seen[name]; ok {
+		return false
 	}
-	in.seen[pk.TopicName] = pk
-	return false
+	in.seen[name] = false
+	return true
+}
+
+// enqueue queues pk; when the queue is full it waits only when wait is
+// set, else drops.
+func (in *ingest) enqueue(pk packets.Packet, wait bool) {
+	msg := fromPacket(pk)
+	msg.QoS = min(msg.QoS, 1) // the subscription's QoS
+	select {
+	case in.queue <- msg:
+		return
+	default:
+	}
+	if wait {
+		select {
+		case in.queue <- msg:
+		case <-in.done:
+		}
+		return
+	}
+	in.drop(msg.Topic)
 }
 
 // drop counts a message the queue had no room for and logs at most every
@@ -345,9 +343,7 @@ func (in *ingest) Problems() []string {
 
 // Close ends the subscription and waits for the batch being written.
 func (in *ingest) Close(ctx context.Context) error {
-	for _, f := range in.subscribed {
-		_ = in.c.srv.Unsubscribe(f, in.id)
-	}
+	in.closed.Do(func() { in.c.b.hook.remove(in) })
 	in.cancel()
 	select {
 	case <-in.done:
@@ -424,4 +420,66 @@ func fromPacket(pk packets.Packet) bridge.Message {
 		}
 	}
 	return msg
+}
+
+// ingestHook hands what the broker publishes to the open ingests.
+type ingestHook struct {
+	mochi.HookBase
+	mu      sync.Mutex
+	ingests atomic.Pointer[[]*ingest] // copy on write
+}
+
+func (h *ingestHook) ID() string { return "mqttbridge-ingest" }
+
+func (h *ingestHook) Provides(b byte) bool { return b == mochi.OnPublished || b == mochi.OnWillSent }
+
+// OnPublished is called for every PUBLISH the broker accepted and passed to
+// its subscribers, from any client or inline.
+func (h *ingestHook) OnPublished(_ *mochi.Client, pk packets.Packet) {
+	if pk.Ignore {
+		return // a hook told the broker not to deliver it
+	}
+	h.publish(pk)
+}
+
+// OnWillSent is called for every will the broker published. Its Expiry
+// holds the will delay, not a message expiry.
+func (h *ingestHook) OnWillSent(_ *mochi.Client, pk packets.Packet) {
+	pk.Expiry = 0
+	h.publish(pk)
+}
+
+func (h *ingestHook) publish(pk packets.Packet) {
+	if p := h.ingests.Load(); p != nil {
+		for _, in := range *p {
+			in.publish(pk)
+		}
+	}
+}
+
+func (h *ingestHook) add(in *ingest) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var list []*ingest
+	if p := h.ingests.Load(); p != nil {
+		list = append(list, *p...)
+	}
+	list = append(list, in)
+	h.ingests.Store(&list)
+}
+
+func (h *ingestHook) remove(in *ingest) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.ingests.Load()
+	if p == nil {
+		return
+	}
+	var list []*ingest
+	for _, x := range *p {
+		if x != in {
+			list = append(list, x)
+		}
+	}
+	h.ingests.Store(&list)
 }

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -9,10 +10,10 @@ import (
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
-// The inline ingest gets what MQTT says its filters match, where mochi's
-// inline subscriptions do not: "#" must not take the broker's $SYS topics
-// (published every second), and "a/#" must take "a". Retained messages
-// come when it subscribes; after Close nothing more.
+// The inline ingest gets what MQTT says its filters match (mochi's inline
+// subscriptions do not): "#" does not take the broker's $SYS topics
+// (published every second), and "a/#" takes "a". Retained messages come
+// once when it opens; a device's will comes too; after Close nothing more.
 func TestInlineIngestMatchesLikeMQTT(t *testing.T) {
 	b := start(t)
 	testenv.Publish(t, b.URL(), bridge.Message{Topic: "a", Payload: []byte("kept"), QoS: 1, Retain: true})
@@ -38,6 +39,17 @@ func TestInlineIngestMatchesLikeMQTT(t *testing.T) {
 	testenv.Publish(t, b.URL(), bridge.Message{Topic: "a", Payload: []byte("live"), QoS: 2})
 	if m := testenv.NextMessage(t, got, 5*time.Second); m.Topic != "a" || string(m.Payload) != "live" || m.QoS != 1 || m.Retain {
 		t.Fatalf("live: %s", testenv.String(m))
+	}
+	will := exec.Command("mosquitto_sub", "-h", "127.0.0.1", "-p", port(t, b), "-V", "mqttv5", "-t", "z",
+		"--will-topic", "dev/status", "--will-payload", "offline", "--will-qos", "1")
+	if err := will.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // mosquitto_sub is connected
+	_ = will.Process.Kill()
+	_ = will.Wait()
+	if m := testenv.NextMessage(t, got, 5*time.Second); m.Topic != "dev/status" || string(m.Payload) != "offline" || m.QoS != 1 {
+		t.Fatalf("will: %s", testenv.String(m))
 	}
 	if err := ingest.Close(context.Background()); err != nil {
 		t.Fatal(err)
