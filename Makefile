@@ -3,11 +3,18 @@
 # 127.0.0.1:1883 and the Redis on 127.0.0.1:6379 (see README.md).
 GO ?= go
 
-.PHONY: test vet web-deps fuzz build run chaos bench-smoke
+.PHONY: test check vet web-deps fuzz build run chaos bench-smoke
 
 test: vet web-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) bench-smoke
+
+# make check: the fast tier, after every change (under a minute): vet and
+# go test -short, which leaves out the multi-process fleets, Redis Sentinel
+# and Cluster, the browser and Node tests, the rolling restart and chaos
+# (testenv.Long). It still needs the Mosquitto and the Redis of make test.
+check: vet
+	$(GO) test -short -count=1 ./...
 
 vet:
 	$(GO) vet ./...
@@ -43,6 +50,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzPattern -fuzztime=30s ./bridge/acl/
 	$(GO) test -run='^$$' -fuzz=FuzzToken -fuzztime=30s ./internal/auth/
 	$(GO) test -run='^$$' -fuzz=FuzzClientPackets -fuzztime=30s ./wsproxy/
+	$(GO) test -run='^$$' -fuzz=FuzzSplit -fuzztime=30s ./internal/mqttpacket/
 
 # The chaos run of docs/architecture.md (not part of make test): three
 # instances, private Mosquitto and Redis, random faults for CHAOS (default

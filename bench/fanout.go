@@ -18,7 +18,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/gorilla/websocket"
+
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 )
 
 // The F1 generator: one publisher, N WebSocket subscribers on one topic,
@@ -86,8 +89,7 @@ type fanResult struct {
 	CPUBusyPct map[string]float64 `json:"cpu_busy_pct,omitempty"`
 	LoadAvg    float64            `json:"loadavg_1m"`
 	Capped     bool               `json:"capped,omitempty"`
-	Valid      bool               `json:"valid"`
-	Invalid    string             `json:"invalid_reason,omitempty"`
+	verdict
 }
 
 func (c *fanConfig) check() error {
@@ -170,33 +172,16 @@ func dialMQTTPub(addr, clientID, topic string, payloadSize int, timeout time.Dur
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write(mqttConnect(clientID, 0)); err != nil {
+	if _, err := c.Write(mqttpacket.Connect5(clientID, 0)); err != nil {
 		c.Close()
 		return nil, err
 	}
-	// CONNACK: 0x20, remaining length, flags, reason code, properties.
-	br := bufio.NewReader(c)
-	h, err := br.ReadByte()
-	if err == nil && h != 0x20 {
-		err = fmt.Errorf("want CONNACK, got packet type %d", h>>4)
-	}
-	var rl int
-	if err == nil {
-		rl, err = readVarintFrom(br)
-	}
-	body := make([]byte, rl)
-	if err == nil {
-		_, err = io.ReadFull(br, body)
-	}
-	if err == nil && (len(body) < 2 || body[1] != 0) {
-		err = fmt.Errorf("CONNACK refused: % x", body)
-	}
-	if err != nil {
+	if err := readConnack(bufio.NewReader(c)); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("MQTT connect to %s: %w", addr, err)
 	}
 	_ = c.SetDeadline(time.Time{})
-	pkt, at := mqttPublish(topic, newPayload(payloadSize))
+	pkt, at := mqttpacket.Publish5(topic, 0, 0, newPayload(payloadSize))
 	p := &mqttPub{conn: c, bw: bufio.NewWriterSize(c, 64<<10), pkt: pkt, stampAt: at}
 	// Nothing is expected from the broker; read so that a DISCONNECT or a
 	// closed connection shows up as a write error soon after.
@@ -204,20 +189,16 @@ func dialMQTTPub(addr, clientID, topic string, payloadSize int, timeout time.Dur
 	return p, nil
 }
 
-func readVarintFrom(br *bufio.Reader) (int, error) {
-	v, mul := 0, 1
-	for i := 0; i < 4; i++ {
-		c, err := br.ReadByte()
-		if err != nil {
-			return 0, err
-		}
-		v += int(c&0x7f) * mul
-		if c&0x80 == 0 {
-			return v, nil
-		}
-		mul *= 128
+// readConnack reads a CONNACK and its properties; a refusal is an error.
+func readConnack(br *bufio.Reader) error {
+	p, err := mqttpacket.ReadPacket(br, 1<<16)
+	if err != nil {
+		return err
 	}
-	return 0, errors.New("malformed remaining length")
+	if rc, err := mqttpacket.ReasonCode(p); p.Kind() != packets.CONNACK || err != nil || rc != 0 {
+		return fmt.Errorf("CONNACK refused: % x", p.Bytes())
+	}
+	return nil
 }
 
 func (p *mqttPub) send(ts, seq int64, flush bool) error {
@@ -512,15 +493,9 @@ func runFanout(ctx context.Context, cfg fanConfig) (*fanResult, error) {
 	res.Published = pub1 - pub0
 	res.DPS = float64(res.Deliveries) / wall.Seconds()
 	res.MPS = float64(res.Published) / wall.Seconds()
-	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
-	res.P50ms, res.P90ms, res.P99ms, res.Maxms = ms(h.quantile(0.50)), ms(h.quantile(0.90)), ms(h.quantile(0.99)), ms(time.Duration(h.max))
+	res.P50ms, res.P90ms, res.P99ms, res.Maxms = h.millis()
 	res.GenCPUPct = 100 * float64(cpu1-cpu0) / float64(wall)
-	if len(cfg.Pids) > 0 {
-		res.PidCPUPct = map[string]float64{}
-		for i, pid := range cfg.Pids {
-			res.PidCPUPct[strconv.Itoa(pid)] = 100 * float64(pc1[i]-pc0[i]) / float64(wall)
-		}
-	}
+	res.PidCPUPct = pidCPUPct(cfg.Pids, pc0, pc1, wall)
 	res.CPUBusyPct = cpuBusyPct(sys0, sys1)
 	res.LoadAvg = loadAvg()
 	res.Capped = capped.Load()
@@ -724,20 +699,7 @@ func cmdFanout(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	res, err := runFanout(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		return writeJSON(os.Stdout, res)
-	}
-	printFanResult(os.Stdout, res)
-	if !res.Valid {
-		return fmt.Errorf("run invalid for publishing: %s", res.Invalid)
-	}
-	return nil
+	return report(asJSON, func(ctx context.Context) (*fanResult, error) { return runFanout(ctx, cfg) }, printFanResult)
 }
 
 func parsePids(s string) ([]int, error) {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,8 +68,7 @@ type genResult struct {
 	CPUBusyPct map[string]float64 `json:"cpu_busy_pct,omitempty"` // per CPU, whole machine
 	LoadAvg    float64            `json:"loadavg_1m"`
 	Capped     bool               `json:"capped,omitempty"` // stopped by the request cap
-	Valid      bool               `json:"valid"`
-	Invalid    string             `json:"invalid_reason,omitempty"`
+	verdict
 }
 
 // worker is one connection's closed loop.
@@ -293,15 +291,9 @@ func runGen(ctx context.Context, cfg genConfig) (*genResult, error) {
 	wall := t1.Sub(t0)
 	res.Seconds = wall.Seconds()
 	res.RPS = float64(res.Requests) / wall.Seconds()
-	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
-	res.P50ms, res.P90ms, res.P99ms, res.Maxms = ms(h.quantile(0.50)), ms(h.quantile(0.90)), ms(h.quantile(0.99)), ms(time.Duration(h.max))
+	res.P50ms, res.P90ms, res.P99ms, res.Maxms = h.millis()
 	res.GenCPUPct = 100 * float64(cpu1-cpu0) / float64(wall)
-	if len(cfg.Pids) > 0 {
-		res.PidCPUPct = map[string]float64{}
-		for i, pid := range cfg.Pids {
-			res.PidCPUPct[strconv.Itoa(pid)] = 100 * float64(pc1[i]-pc0[i]) / float64(wall)
-		}
-	}
+	res.PidCPUPct = pidCPUPct(cfg.Pids, pc0, pc1, wall)
 	res.CPUBusyPct = cpuBusyPct(sys0, sys1)
 	res.validate()
 	return res, nil
@@ -451,29 +443,10 @@ func cmdHTTP(args []string) error {
 	if cfg.Headers, err = parseHeaders(headers); err != nil {
 		return err
 	}
-	for _, p := range strings.Split(pids, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			n, err := strconv.Atoi(p)
-			if err != nil {
-				return fmt.Errorf("-pids: %q is not a process id", p)
-			}
-			cfg.Pids = append(cfg.Pids, n)
-		}
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	res, err := runGen(ctx, cfg)
-	if err != nil {
+	if cfg.Pids, err = parsePids(pids); err != nil {
 		return err
 	}
-	if asJSON {
-		return writeJSON(os.Stdout, res)
-	}
-	printResult(os.Stdout, res)
-	if !res.Valid {
-		return fmt.Errorf("run invalid for publishing: %s", res.Invalid)
-	}
-	return nil
+	return report(asJSON, func(ctx context.Context) (*genResult, error) { return runGen(ctx, cfg) }, printResult)
 }
 
 func printResult(w io.Writer, r *genResult) {

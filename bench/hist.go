@@ -2,6 +2,7 @@ package main
 
 import (
 	"math/bits"
+	"strconv"
 	"time"
 )
 
@@ -83,4 +84,24 @@ func (h *hist) quantile(q float64) time.Duration {
 		}
 	}
 	return time.Duration(h.max)
+}
+
+// millis are the median, 90th and 99th percentiles and the maximum, in
+// milliseconds.
+func (h *hist) millis() (p50, p90, p99, max float64) {
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	return ms(h.quantile(0.50)), ms(h.quantile(0.90)), ms(h.quantile(0.99)), ms(time.Duration(h.max))
+}
+
+// pidCPUPct is the CPU use of each of pids over wall, from the CPU times
+// before and after, in % of one core; nil without pids.
+func pidCPUPct(pids []int, before, after []time.Duration, wall time.Duration) map[string]float64 {
+	if len(pids) == 0 {
+		return nil
+	}
+	out := map[string]float64{}
+	for i, pid := range pids {
+		out[strconv.Itoa(pid)] = 100 * float64(after[i]-before[i]) / float64(wall)
+	}
+	return out
 }

@@ -43,8 +43,7 @@ type idleResult struct {
 	Errors      int64   `json:"errors"`
 	ErrorSample string  `json:"error_sample,omitempty"`
 	LoadAvg     float64 `json:"loadavg_1m"`
-	Valid       bool    `json:"valid"`
-	Invalid     string  `json:"invalid_reason,omitempty"`
+	verdict
 }
 
 func (c *idleConfig) check() error {
@@ -167,20 +166,7 @@ func cmdIdle(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	res, err := runIdle(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		return writeJSON(os.Stdout, res)
-	}
-	printIdleResult(os.Stdout, res)
-	if !res.Valid {
-		return fmt.Errorf("run invalid for publishing: %s", res.Invalid)
-	}
-	return nil
+	return report(asJSON, func(ctx context.Context) (*idleResult, error) { return runIdle(ctx, cfg) }, printIdleResult)
 }
 
 func printIdleResult(w io.Writer, r *idleResult) {

@@ -84,3 +84,33 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// verdict says whether a generator's run may be published: a run the
+// machine disturbed, or that lost or failed requests, is invalid, and why.
+type verdict struct {
+	Valid   bool   `json:"valid"`
+	Invalid string `json:"invalid_reason,omitempty"`
+}
+
+func (v *verdict) failure() error {
+	if v.Valid {
+		return nil
+	}
+	return fmt.Errorf("run invalid for publishing: %s", v.Invalid)
+}
+
+// report runs a generator until a signal and prints its result, as JSON
+// with asJSON; an invalid run is an error.
+func report[R interface{ failure() error }](asJSON bool, run func(context.Context) (R, error), print func(io.Writer, R)) error {
+	ctx, stop := signalContext()
+	defer stop()
+	res, err := run(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(os.Stdout, res)
+	}
+	print(os.Stdout, res)
+	return res.failure()
+}

@@ -255,7 +255,8 @@ func cmdRun(args []string) error {
 	return nil
 }
 
-func saveResults(path string, all []*scenarioResult) error {
+// saveResults writes a run's results as JSON to path.
+func saveResults(path string, all any) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -585,21 +586,9 @@ func generate(ctx context.Context, cfg *runConfig, s *system, rate float64, dur 
 		}
 		args = append(args, "-pids", strings.Join(ps, ","))
 	}
-	gctx, cancel := context.WithTimeout(ctx, dur+cfg.Warmup+30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(gctx, "taskset", args...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	fmt.Fprintf(os.Stderr, "  gen:   taskset %s\n", shellJoin(args))
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("generator: %v: %s", err, strings.TrimSpace(stderr.String()))
-	}
 	var res genResult
-	if err := json.Unmarshal(out, &res); err != nil {
-		return nil, fmt.Errorf("generator output: %v", err)
+	if err := runChild(ctx, args, dur+cfg.Warmup+30*time.Second, &res); err != nil {
+		return nil, err
 	}
 	return &res, nil
 }

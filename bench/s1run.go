@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -144,7 +143,7 @@ func runS1(ctx context.Context, cfg *runConfig, md *bytes.Buffer) error {
 	}
 	systems := s1Systems()
 	var all []*s1Measurement
-	defer func() { _ = saveS1(s1Cfg.Out, all) }()
+	defer func() { _ = saveResults(s1Cfg.Out, all) }()
 	fmt.Fprintf(os.Stderr, "== S1: %d rounds of %v\n", cfg.Runs, cfg.Duration)
 	for round := 1; round <= cfg.Runs; round++ {
 		for i := range systems {
@@ -164,15 +163,6 @@ func runS1(ctx context.Context, cfg *runConfig, md *bytes.Buffer) error {
 	}
 	writeS1Tables(md, cfg, systems, all)
 	return nil
-}
-
-func saveS1(path string, all []*s1Measurement) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return writeJSON(f, all)
 }
 
 func s1RedisServer(cfg *runConfig) server {
@@ -287,22 +277,9 @@ func measureS1(ctx context.Context, cfg *runConfig, s s1System, round int) *s1Me
 		m.Err = err.Error()
 		return m
 	}
-	gctx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.Warmup+60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(gctx, "taskset", args...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	fmt.Fprintf(os.Stderr, "  gen:   taskset %s\n", shellJoin(args))
-	out, err := cmd.Output()
-	if err != nil {
-		m.Err = fmt.Sprintf("generator: %v: %s", err, strings.TrimSpace(stderr.String()))
-		return m
-	}
 	var res s1Result
-	if err := json.Unmarshal(out, &res); err != nil {
-		m.Err = fmt.Sprintf("generator output: %v", err)
+	if err := runChild(ctx, args, cfg.Duration+cfg.Warmup+60*time.Second, &res); err != nil {
+		m.Err = err.Error()
 		return m
 	}
 	m.Stream = &res

@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -18,8 +16,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 )
 
 // The S1 generator: one MQTT publisher and one subscriber in this process.
@@ -374,27 +375,20 @@ func dialS1Publisher(addr, clientID, topic string, qos byte, size int) (*s1Publi
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	// CONNECT: protocol MQTT 5, clean start, keep alive 60 s, no properties.
-	var vh []byte
-	vh = s1Str(vh, "MQTT")
-	vh = append(vh, 5, 0x02, 0, 60, 0)
-	vh = s1Str(vh, clientID)
-	pkt := append([]byte{0x10}, s1Varint(nil, len(vh))...)
-	if _, err := conn.Write(append(pkt, vh...)); err != nil {
+	if _, err := conn.Write(mqttpacket.Connect5(clientID, 60)); err != nil {
 		conn.Close()
 		return nil, err
 	}
 	br := bufio.NewReader(conn)
-	typ, body, err := s1ReadPacket(br)
-	if err != nil || typ != 0x20 || len(body) < 3 || body[1] != 0 {
+	ack, err := mqttpacket.ReadPacket(br, 1<<16)
+	rc, rcErr := mqttpacket.ReasonCode(ack)
+	if err != nil || ack.Kind() != packets.CONNACK || rcErr != nil || rc != 0 {
 		conn.Close()
-		return nil, fmt.Errorf("MQTT CONNACK: %v % x", err, body)
+		return nil, fmt.Errorf("MQTT CONNACK: %v % x", err, ack.Body)
 	}
 	recvMax := 65535
-	if props, ok := s1ConnackProps(body[2:]); ok {
-		if v, ok := props[0x21]; ok {
-			recvMax = int(binary.BigEndian.Uint16(v))
-		}
+	if props, err := mqttpacket.ConnackProperties(ack); err == nil && props.ReceiveMaximum != nil {
+		recvMax = int(*props.ReceiveMaximum)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	p := &s1Publisher{
@@ -409,21 +403,21 @@ func dialS1Publisher(addr, clientID, topic string, qos byte, size int) (*s1Publi
 // readLoop consumes PUBACKs (and anything else) until the connection ends.
 func (p *s1Publisher) readLoop(br *bufio.Reader) {
 	for {
-		typ, body, err := s1ReadPacket(br)
+		pk, err := mqttpacket.ReadPacket(br, mqttpacket.MaxVBI)
 		if err != nil {
 			p.errc <- err
 			return
 		}
-		switch typ {
-		case 0x40: // PUBACK
-			if len(body) >= 3 && body[2] >= 0x80 {
-				p.errc <- fmt.Errorf("PUBACK reason code 0x%02x", body[2])
+		switch pk.Kind() {
+		case packets.PUBACK:
+			if rc, err := mqttpacket.ReasonCode(pk); err != nil || rc >= 0x80 {
+				p.errc <- fmt.Errorf("PUBACK % x", pk.Body)
 				return
 			}
 			p.acked.Add(1)
 			<-p.inflight
-		case 0xe0: // DISCONNECT
-			p.errc <- fmt.Errorf("the broker disconnected: % x", body)
+		case packets.DISCONNECT:
+			p.errc <- fmt.Errorf("the broker disconnected: % x", pk.Body)
 			return
 		}
 	}
@@ -462,7 +456,7 @@ func (p *s1Publisher) publish(seq int64, deadline time.Time) error {
 	}
 	var b [8]byte
 	out := append(b[:0], hdr)
-	out = s1Varint(out, n)
+	out = mqttpacket.AppendVBI(out, n)
 	out = append(out, byte(len(p.topic)>>8), byte(len(p.topic)))
 	if _, err := p.w.Write(out); err != nil {
 		return err
@@ -490,107 +484,6 @@ func (p *s1Publisher) close() {
 	_ = p.w.Flush()
 	_, _ = p.conn.Write([]byte{0xe0, 0})
 	_ = p.conn.Close()
-}
-
-func s1Str(b []byte, s string) []byte {
-	return append(append(b, byte(len(s)>>8), byte(len(s))), s...)
-}
-
-func s1Varint(b []byte, n int) []byte {
-	for {
-		c := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			c |= 0x80
-		}
-		b = append(b, c)
-		if n == 0 {
-			return b
-		}
-	}
-}
-
-// s1ReadPacket reads one MQTT packet: its type (high nibble, flags cleared)
-// and body.
-func s1ReadPacket(br *bufio.Reader) (byte, []byte, error) {
-	h, err := br.ReadByte()
-	if err != nil {
-		return 0, nil, err
-	}
-	n, mul := 0, 1
-	for i := 0; ; i++ {
-		c, err := br.ReadByte()
-		if err != nil {
-			return 0, nil, err
-		}
-		n += int(c&0x7f) * mul
-		if c&0x80 == 0 {
-			break
-		}
-		if i == 3 {
-			return 0, nil, errors.New("malformed remaining length")
-		}
-		mul *= 128
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(br, body); err != nil {
-		return 0, nil, err
-	}
-	return h & 0xf0, body, nil
-}
-
-// s1ConnackProps decodes the properties of a CONNACK that take 2-byte values
-// or skips the others it knows; ok is false on anything unexpected.
-func s1ConnackProps(b []byte) (map[byte][]byte, bool) {
-	n, used := 0, 0
-	for mul := 1; used < len(b); mul *= 128 {
-		c := b[used]
-		used++
-		n += int(c&0x7f) * mul
-		if c&0x80 == 0 {
-			break
-		}
-	}
-	if used+n > len(b) {
-		return nil, false
-	}
-	b = b[used : used+n]
-	out := map[byte][]byte{}
-	for len(b) > 0 {
-		id := b[0]
-		b = b[1:]
-		var size int
-		switch id {
-		case 0x24, 0x25, 0x28, 0x29, 0x2a: // bytes
-			size = 1
-		case 0x13, 0x21, 0x22: // two-byte integers
-			size = 2
-		case 0x11, 0x27: // four-byte integers
-			size = 4
-		case 0x12, 0x15, 0x16, 0x1a, 0x1c, 0x1f: // strings, binary data
-			if len(b) < 2 {
-				return nil, false
-			}
-			size = 2 + int(binary.BigEndian.Uint16(b))
-		case 0x26: // user property: two strings
-			if len(b) < 2 {
-				return nil, false
-			}
-			k := 2 + int(binary.BigEndian.Uint16(b))
-			if len(b) < k+2 {
-				return nil, false
-			}
-			size = k + 2 + int(binary.BigEndian.Uint16(b[k:]))
-		default:
-			return nil, false
-		}
-		if len(b) < size {
-			return nil, false
-		}
-		out[id] = b[:size]
-		b = b[size:]
-	}
-	return out, true
 }
 
 // runS1Stream runs one S1 measurement: subscribe, probe until the pipeline
@@ -772,12 +665,7 @@ func runS1Stream(ctx context.Context, cfg s1Config) (*s1Result, error) {
 	res.MPS = float64(res.Received) / wall.Seconds()
 	res.Capped = last-first >= cfg.MaxMsgs
 	res.GenCPUPct = 100 * float64(cpu1-cpu0) / float64(wall)
-	if len(cfg.Pids) > 0 {
-		res.PidCPUPct = map[string]float64{}
-		for i, pid := range cfg.Pids {
-			res.PidCPUPct[strconv.Itoa(pid)] = 100 * float64(pc1[i]-pc0[i]) / float64(wall)
-		}
-	}
+	res.PidCPUPct = pidCPUPct(cfg.Pids, pc0, pc1, wall)
 	res.CPUBusyPct = cpuBusyPct(sys0, sys1)
 	res.LoadAvg = loadAvg()
 	var bad []string
@@ -826,7 +714,7 @@ func cmdStream(args []string) error {
 		return fmt.Errorf("-qos %d: want 0 or 1", qos)
 	}
 	var err error
-	if cfg.Pids, err = s1Pids(pids); err != nil {
+	if cfg.Pids, err = parsePids(pids); err != nil {
 		return err
 	}
 	ctx, stop := signalContext()
@@ -850,18 +738,4 @@ func cmdStream(args []string) error {
 		return fmt.Errorf("run invalid: %s", res.Invalid)
 	}
 	return nil
-}
-
-func s1Pids(s string) ([]int, error) {
-	var out []int
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			n, err := strconv.Atoi(p)
-			if err != nil {
-				return nil, fmt.Errorf("-pids: %q is not a process id", p)
-			}
-			out = append(out, n)
-		}
-	}
-	return out, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,7 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/gorilla/websocket"
+
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 )
 
 // The WebSocket subscribers of the F1 and M1 scenarios, one per protocol:
@@ -105,7 +107,7 @@ func dialSub(ctx context.Context, d *websocket.Dialer, kind, rawURL, topic, clie
 	s.ws = ws
 	switch kind {
 	case kindMosquitto:
-		err = ws.WriteMessage(websocket.BinaryMessage, append(mqttConnect(clientID, 0), mqttSubscribe(1, topic)...))
+		err = ws.WriteMessage(websocket.BinaryMessage, append(mqttpacket.Connect5(clientID, 0), mqttpacket.Subscribe5(1, topic, 0)...))
 	case kindCentrifugo:
 		err = ws.WriteMessage(websocket.TextMessage, []byte(`{"id":1,"connect":{}}`+"\n"+`{"id":2,"subscribe":{"channel":`+strconv.Quote(topic)+`}}`))
 	}
@@ -268,133 +270,30 @@ func (s *subscriber) centrifugoReply(r []byte) bool {
 // returns how many bytes they took.
 func (s *subscriber) mqttPackets(b []byte) (int, error) {
 	i := 0
-	for i < len(b) {
-		rl, n, ok := readVarint(b[i+1:])
-		if !ok {
-			if n < 0 {
-				return i, errors.New("malformed remaining length")
-			}
-			return i, nil // incomplete
+	for {
+		pk, n, err := mqttpacket.Split(b[i:])
+		if err != nil || n == 0 {
+			return i, err
 		}
-		end := i + 1 + n + rl
-		if end > len(b) {
-			return i, nil
-		}
-		h, pk := b[i], b[i+1+n:end]
-		i = end
-		switch h >> 4 {
-		case 3: // PUBLISH
-			p, ok := mqttPublishPayload(h, pk)
-			if !ok {
-				return i, errors.New("malformed PUBLISH")
+		i += n
+		switch pk.Kind() {
+		case packets.PUBLISH:
+			p, err := mqttpacket.PublishPayload(pk)
+			if err != nil {
+				return i, err
 			}
 			s.delivered(p)
-		case 2: // CONNACK: flags, reason code, properties
-			if len(pk) < 2 || pk[1] != 0 {
-				return i, fmt.Errorf("CONNACK refused: % x", pk)
+		case packets.CONNACK, packets.SUBACK:
+			if rc, err := mqttpacket.ReasonCode(pk); err != nil || rc >= 0x80 {
+				return i, fmt.Errorf("refused: % x %v", pk.Bytes(), err)
 			}
-		case 9: // SUBACK: packet id, properties, reason codes
-			if len(pk) < 3 {
-				return i, errors.New("malformed SUBACK")
+			if pk.Kind() == packets.SUBACK {
+				s.setReady()
 			}
-			pl, n, ok := readVarint(pk[2:])
-			if !ok || 2+n+pl >= len(pk) {
-				return i, errors.New("malformed SUBACK")
-			}
-			if rc := pk[2+n+pl]; rc >= 0x80 {
-				return i, fmt.Errorf("SUBACK refused: reason 0x%02x", rc)
-			}
-			s.setReady()
-		case 13: // PINGRESP
-		case 14: // DISCONNECT
-			return i, fmt.Errorf("DISCONNECT from the broker: % x", pk)
+		case packets.DISCONNECT:
+			return i, fmt.Errorf("DISCONNECT from the broker: % x", pk.Body)
 		}
 	}
-	return i, nil
-}
-
-// --- MQTT v5 packets (QoS 0 only) -------------------------------------
-
-func appendVarint(b []byte, n int) []byte {
-	for {
-		c := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			c |= 0x80
-		}
-		b = append(b, c)
-		if n == 0 {
-			return b
-		}
-	}
-}
-
-// readVarint decodes an MQTT variable byte integer. ok is false when b is
-// incomplete (n >= 0) or malformed (n < 0).
-func readVarint(b []byte) (v, n int, ok bool) {
-	mul := 1
-	for i := 0; i < 4; i++ {
-		if i >= len(b) {
-			return 0, 0, false
-		}
-		v += int(b[i]&0x7f) * mul
-		if b[i]&0x80 == 0 {
-			return v, i + 1, true
-		}
-		mul *= 128
-	}
-	return 0, -1, false
-}
-
-func appendMQTTString(b []byte, s string) []byte {
-	return append(append(b, byte(len(s)>>8), byte(len(s))), s...)
-}
-
-func mqttPacket(header byte, body []byte) []byte {
-	return append(appendVarint([]byte{header}, len(body)), body...)
-}
-
-// mqttConnect is a v5 CONNECT with clean start, no properties, no will.
-func mqttConnect(clientID string, keepAlive int) []byte {
-	b := appendMQTTString(nil, "MQTT")
-	b = append(b, 5, 0x02, byte(keepAlive>>8), byte(keepAlive), 0)
-	b = appendMQTTString(b, clientID)
-	return mqttPacket(0x10, b)
-}
-
-// mqttSubscribe subscribes to one filter at QoS 0.
-func mqttSubscribe(id int, filter string) []byte {
-	b := []byte{byte(id >> 8), byte(id), 0}
-	b = appendMQTTString(b, filter)
-	b = append(b, 0) // QoS 0, no options
-	return mqttPacket(0x82, b)
-}
-
-// mqttPublish is a QoS 0 PUBLISH; the payload starts at the returned offset.
-func mqttPublish(topic string, payload []byte) ([]byte, int) {
-	b := appendMQTTString(nil, topic)
-	b = append(b, 0) // no properties
-	pkt := mqttPacket(0x30, append(b, payload...))
-	return pkt, len(pkt) - len(payload)
-}
-
-// mqttPublishPayload returns the payload of a PUBLISH packet's body.
-func mqttPublishPayload(h byte, pk []byte) ([]byte, bool) {
-	if len(pk) < 2 {
-		return nil, false
-	}
-	i := 2 + (int(pk[0])<<8 | int(pk[1]))
-	if (h>>1)&3 > 0 {
-		i += 2 // packet identifier
-	}
-	if i > len(pk) {
-		return nil, false
-	}
-	pl, n, ok := readVarint(pk[i:])
-	if !ok || i+n+pl > len(pk) {
-		return nil, false
-	}
-	return pk[i+n+pl:], true
 }
 
 // --- JSON scanning without decoding ------------------------------------

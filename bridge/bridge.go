@@ -19,6 +19,9 @@ import (
 type Config struct {
 	// Store keeps last values; required.
 	Store Store
+	// Sessions keeps WebSocket sessions between connections (Resume,
+	// Checkpoint); default NoSessions.
+	Sessions Sessions
 	// Authorizer checks every operation; default AllowAll.
 	Authorizer Authorizer
 	// MaxPayload is the largest payload accepted for publishing, in bytes;
@@ -96,6 +99,9 @@ func New(cfg Config) (*Bridge, error) {
 	}
 	if cfg.Authorizer == nil {
 		cfg.Authorizer = AllowAll{}
+	}
+	if cfg.Sessions == nil {
+		cfg.Sessions = NoSessions{}
 	}
 	if cfg.Limiter == nil {
 		cfg.Limiter = NoLimit{}

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
-	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // recorder is an Upstream that records what reaches it; the real adapter
@@ -33,17 +33,7 @@ func (d *denyAll) Authorize(_ context.Context, _ bridge.Identity, a bridge.Actio
 func TestEveryOperationIsAuthorized(t *testing.T) {
 	auth := &denyAll{}
 	up := &recorder{}
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(bridge.Config{Store: store, Authorizer: auth})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AddRoute(bridge.Route{Filters: []string{"#"}, Upstream: up}); err != nil {
-		t.Fatal(err)
-	}
+	b, store := testenv.NewBridge(t, bridge.Config{Authorizer: auth}, bridge.Route{Filters: []string{"#"}, Upstream: up})
 	b.Ingest(bridge.Message{Topic: "a/b", Payload: []byte("v"), Retain: true})
 	ctx := context.Background()
 	id := bridge.Identity{Name: "someone"}

@@ -1,5 +1,7 @@
 // Package bridge is the domain of mqttbridge: the Message, the Bridge service
-// (publish, read last values, list, delete, request/response), the
+// (publish, batches all or nothing, read last values, list, delete,
+// request/response, WebSocket sessions kept between connections, and the
+// admission of what an adapter carries to a broker itself: forward.go), the
 // Authorizer every operation goes through (bridge/acl implements it), the
 // Limiter every publish and request goes through (bridge/ratelimit), the
 // Limits on topics and connections, and the interfaces (Upstream,

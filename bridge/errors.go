@@ -105,31 +105,53 @@ func ReasonError(code byte, reason string) *Error {
 	return &Error{Code: c, Message: msg, ReasonCode: code}
 }
 
-// ReasonName is the MQTT v5 name of a PUBACK/PUBREC/PUBCOMP reason code.
+// ReasonName is the MQTT 5 name of a reason code: the one table of them.
+// A code of 0x80 and above means the same failure in every packet that
+// carries it; below, it is the name a publish's acknowledgement gives it
+// (DISCONNECT and SUBACK name a few of their own: bridge/mqtt).
 func ReasonName(code byte) string {
-	switch code {
-	case 0x00:
-		return "success"
-	case 0x10:
-		return "no matching subscribers"
-	case 0x80:
-		return "unspecified error"
-	case 0x83:
-		return "implementation specific error"
-	case 0x87:
-		return "not authorized"
-	case 0x90:
-		return "topic name invalid"
-	case 0x91:
-		return "packet identifier in use"
-	case 0x92:
-		return "packet identifier not found"
-	case 0x95:
-		return "packet too large"
-	case 0x97:
-		return "quota exceeded"
-	case 0x99:
-		return "payload format invalid"
+	if name, ok := reasonNames[code]; ok {
+		return name
 	}
 	return fmt.Sprintf("reason code 0x%02X", code)
+}
+
+var reasonNames = map[byte]string{
+	0x00: "success",
+	0x10: "no matching subscribers",
+	0x80: "unspecified error",
+	0x81: "malformed packet",
+	0x82: "protocol error",
+	0x83: "implementation specific error",
+	0x84: "unsupported protocol version",
+	0x85: "client identifier not valid",
+	0x86: "bad user name or password",
+	0x87: "not authorized",
+	0x88: "server unavailable",
+	0x89: "server busy",
+	0x8A: "banned",
+	0x8B: "server shutting down",
+	0x8C: "bad authentication method",
+	0x8D: "keep alive timeout",
+	0x8E: "session taken over",
+	0x8F: "topic filter invalid",
+	0x90: "topic name invalid",
+	0x91: "packet identifier in use",
+	0x92: "packet identifier not found",
+	0x93: "receive maximum exceeded",
+	0x94: "topic alias invalid",
+	0x95: "packet too large",
+	0x96: "message rate too high",
+	0x97: "quota exceeded",
+	0x98: "administrative action",
+	0x99: "payload format invalid",
+	0x9A: "retain not supported",
+	0x9B: "QoS not supported",
+	0x9C: "use another server",
+	0x9D: "server moved",
+	0x9E: "shared subscriptions not supported",
+	0x9F: "connection rate exceeded",
+	0xA0: "maximum connect time",
+	0xA1: "subscription identifiers not supported",
+	0xA2: "wildcard subscriptions not supported",
 }

@@ -7,22 +7,12 @@ import (
 	"testing"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
-	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 func notifyBridge(t *testing.T) *bridge.Bridge {
 	t.Helper()
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(bridge.Config{Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AddRoute(bridge.Route{Filters: []string{"#"}, Upstream: &recorder{}}); err != nil {
-		t.Fatal(err)
-	}
+	b, _ := testenv.NewBridge(t, bridge.Config{}, bridge.Route{Filters: []string{"#"}, Upstream: &recorder{}})
 	return b
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // device is an Upstream with a reply prefix that hands every request to
@@ -42,14 +43,7 @@ func (d *device) Publish(_ context.Context, m bridge.Message) (bridge.PublishRes
 
 func newRequestBridge(t *testing.T, auth bridge.Authorizer, answer func(*bridge.Bridge, bridge.Message)) (*bridge.Bridge, *device, *memory.Store) {
 	t.Helper()
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(bridge.Config{Store: store, Authorizer: auth})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, store := testenv.NewBridge(t, bridge.Config{Authorizer: auth})
 	d := &device{b: b, ready: true, answer: answer}
 	if err := b.AddRoute(bridge.Route{Filters: []string{"dev/#"}, Upstream: d}); err != nil {
 		t.Fatal(err)

@@ -25,3 +25,23 @@ type Sessions interface {
 	// resumes it; ErrNotFound when there is none (or it expired).
 	Take(ctx context.Context, id string) (Session, error)
 }
+
+// NoSessions keeps no session: every connection starts afresh.
+type NoSessions struct{}
+
+func (NoSessions) Save(context.Context, Session, time.Duration) error { return nil }
+func (NoSessions) Take(context.Context, string) (Session, error)      { return Session{}, ErrNotFound }
+
+// Resume takes over the session a WebSocket client left behind
+// (Sessions.Take): only one connection resumes a session, on any instance
+// that shares the store. ErrNotFound when there is none (or it expired).
+func (b *Bridge) Resume(ctx context.Context, sessionID string) (Session, error) {
+	return b.cfg.Sessions.Take(ctx, sessionID)
+}
+
+// Checkpoint keeps what a WebSocket client leaves behind for ttl, for a
+// later connection to Resume, replacing an earlier checkpoint of the
+// session.
+func (b *Bridge) Checkpoint(ctx context.Context, s Session, ttl time.Duration) error {
+	return b.cfg.Sessions.Save(ctx, s, ttl)
+}

@@ -14,24 +14,14 @@ import (
 
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // tracedBridge is a bridge with a route "#" to up whose spans go to the
 // returned recorder.
 func tracedBridge(t *testing.T, up bridge.Upstream, tp trace.TracerProvider) (*bridge.Bridge, *memory.Store) {
 	t.Helper()
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(bridge.Config{Store: store, TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AddRoute(bridge.Route{Filters: []string{"#"}, Upstream: up}); err != nil {
-		t.Fatal(err)
-	}
-	return b, store
+	return testenv.NewBridge(t, bridge.Config{TracerProvider: tp}, bridge.Route{Filters: []string{"#"}, Upstream: up})
 }
 
 func newRecorder() (*tracetest.SpanRecorder, *sdktrace.TracerProvider) {
@@ -176,14 +166,7 @@ func (failing) Publish(context.Context, bridge.Message) (bridge.PublishResult, e
 // a link and an event of the request span.
 func TestRequestLinksTheReply(t *testing.T) {
 	rec, tp := newRecorder()
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(bridge.Config{Store: store, TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, _ := testenv.NewBridge(t, bridge.Config{TracerProvider: tp})
 	const deviceSpan = "1111222233334444"
 	d := &device{b: b, ready: true, answer: func(b *bridge.Bridge, req bridge.Message) {
 		tid := strings.Split(property(req, bridge.TraceParentProperty)[0], "-")[1]

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -22,8 +23,11 @@ type Authenticator interface {
 	// ECodeUnauthorized or ECodeForbidden. allowQuery admits a credential
 	// in the access_token query parameter (GET /v1/stream only).
 	Authenticate(r *http.Request, allowQuery bool) (bridge.Identity, error)
-	// IssueTicket returns a one-time ticket for id and when it expires.
-	IssueTicket(id bridge.Identity) (string, time.Time, error)
+	// IssueTicket returns a one-time ticket for id and when it expires, or
+	// an *bridge.Error (ECodeRateLimited with RetryAfter when id holds or
+	// asks for too many; ECodeStoreUnavailable while the ticket store is
+	// down).
+	IssueTicket(ctx context.Context, id bridge.Identity) (string, time.Time, error)
 }
 
 // CORS configures cross-origin requests. With no AllowedOrigins no CORS
@@ -111,7 +115,7 @@ func (s *Server) createTicket(c *gin.Context) {
 		s.fail(c, bridge.Errorf(bridge.ECodeNotFound, "authentication is not configured: /v1/ws and /v1/stream need no ticket"))
 		return
 	}
-	tk, exp, err := s.cfg.Authenticator.IssueTicket(identity(c))
+	tk, exp, err := s.cfg.Authenticator.IssueTicket(c.Request.Context(), identity(c))
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -278,10 +278,10 @@ type BatchResult struct {
 }
 
 // publishBatch is POST /v1/publish/batch: an ordered array of publish
-// requests. Every item is checked before any is sent; if one is invalid
-// the whole batch is refused with 400 and per-item errors, and nothing is
-// published. Otherwise the items are published one after another, in
-// order, and each gets its own result.
+// requests, all or nothing at the checks (bridge.PublishBatch): if one is
+// invalid the whole batch is refused with 400 and per-item errors, and
+// nothing is published. Otherwise the items are published one after
+// another, in order, and each gets its own result.
 func (s *Server) publishBatch(c *gin.Context) {
 	var reqs []wire.PublishRequest
 	if err := checkQuery(c); err != nil {
@@ -296,39 +296,41 @@ func (s *Server) publishBatch(c *gin.Context) {
 		s.fail(c, invalid("a batch holds 1 to %d messages, not %d", s.cfg.MaxBatch, len(reqs)))
 		return
 	}
-	id := identity(c)
 	msgs := make([]bridge.Message, len(reqs))
-	var refused []BatchResult
+	invalid := make([]error, len(reqs))
 	for i := range reqs {
-		msg, err := reqs[i].Message()
-		if err == nil {
-			err = s.bridge.CheckPublish(c, id, msg)
-		}
-		if err != nil {
-			status, body := s.toError(c, err)
-			refused = append(refused, BatchResult{Index: i, Status: status, Error: &body.Error})
-		}
-		msgs[i] = msg
+		msgs[i], invalid[i] = reqs[i].Message()
 	}
-	if len(refused) > 0 {
+	outcomes, err := s.bridge.PublishBatch(c, identity(c), msgs, invalid)
+	if r, ok := errors.AsType[*bridge.BatchRefused](err); ok {
+		var refused []BatchResult
+		for i, err := range r.Errs {
+			if err != nil {
+				status, body := s.toError(c, err)
+				refused = append(refused, BatchResult{Index: i, Status: status, Error: &body.Error})
+			}
+		}
 		c.JSON(http.StatusBadRequest, gin.H{
-			"error":   wire.ErrorDetail{Code: bridge.ECodeInvalidRequest, Message: "the batch was refused and nothing was published: see results"},
+			"error":   wire.ErrorDetail{Code: bridge.ECodeInvalidRequest, Message: r.Error() + ": see results"},
 			"results": refused,
 		})
 		return
 	}
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	results := make([]BatchResult, len(msgs))
-	for i, msg := range msgs {
-		res, err := s.bridge.Publish(c, id, msg)
-		if err != nil {
-			status, body := s.toError(c, err)
+	for i, o := range outcomes {
+		if o.Err != nil {
+			status, body := s.toError(c, o.Err)
 			results[i] = BatchResult{Index: i, Status: status, Error: &body.Error}
 			if status == http.StatusTooManyRequests {
-				c.Header("Retry-After", retryAfter(err))
+				c.Header("Retry-After", retryAfter(o.Err))
 			}
 			continue
 		}
-		status, body := publishOK(msg, res)
+		status, body := publishOK(msgs[i], o.Result)
 		results[i] = BatchResult{Index: i, Status: status, Result: &body}
 	}
 	c.JSON(http.StatusOK, gin.H{"results": results})

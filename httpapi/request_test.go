@@ -11,9 +11,9 @@ import (
 
 	"github.com/mqttbridge/mqttbridge"
 	"github.com/mqttbridge/mqttbridge/bridge"
-	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/apitest"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // replier is an Upstream that answers requests the way devices do, by
@@ -74,18 +74,8 @@ func (f *fakeWebhooks) Replay(_ context.Context, _ bridge.Identity, name string,
 
 func newRequestEnv(t *testing.T, hooks httpapi.Webhooks) *env {
 	t.Helper()
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(bridge.Config{Store: store, MaxPayload: maxPayload})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, store := testenv.NewBridge(t, bridge.Config{MaxPayload: maxPayload}, bridge.Route{Filters: []string{"demo/#"}, Upstream: fakeUpstream{}})
 	if err := b.AddRoute(bridge.Route{Filters: []string{"dev/#"}, Upstream: replier{b}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AddRoute(bridge.Route{Filters: []string{"demo/#"}, Upstream: fakeUpstream{}}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Bridge: b, Spec: mqttbridge.OpenAPI, Webhooks: hooks,

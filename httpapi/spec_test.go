@@ -18,6 +18,7 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/apitest"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 	"github.com/mqttbridge/mqttbridge/internal/wire"
 	"github.com/mqttbridge/mqttbridge/web"
 )
@@ -89,14 +90,7 @@ func TestDiffRoutes(t *testing.T) {
 // openapi.yaml lacks, or openapi.yaml has an operation the server lacks.
 func TestSpecCoversEveryRoute(t *testing.T) {
 	v := apitest.New(t, mqttbridge.OpenAPI)
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(bridge.Config{Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, _ := testenv.NewBridge(t, bridge.Config{})
 	api := httpapi.New(httpapi.Config{Bridge: b, Spec: mqttbridge.OpenAPI,
 		WebSocket: http.NotFoundHandler(), Web: http.NotFoundHandler(), WebPaths: web.Paths()})
 	var server [][2]string
@@ -172,19 +166,11 @@ type env struct {
 // when routed, the fake upstream owning demo/#.
 func newEnv(t *testing.T, routed bool) *env {
 	t.Helper()
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(bridge.Config{Store: store, MaxPayload: maxPayload})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var routes []bridge.Route
 	if routed {
-		if err := b.AddRoute(bridge.Route{Filters: []string{"demo/#"}, Upstream: fakeUpstream{}}); err != nil {
-			t.Fatal(err)
-		}
+		routes = append(routes, bridge.Route{Filters: []string{"demo/#"}, Upstream: fakeUpstream{}})
 	}
+	b, store := testenv.NewBridge(t, bridge.Config{MaxPayload: maxPayload}, routes...)
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Bridge: b, Spec: mqttbridge.OpenAPI, MaxBatch: 3}))
 	t.Cleanup(srv.Close)
 	return &env{v: apitest.New(t, mqttbridge.OpenAPI), srv: srv, b: b, store: store}

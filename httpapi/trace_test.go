@@ -17,9 +17,9 @@ import (
 
 	"github.com/mqttbridge/mqttbridge"
 	"github.com/mqttbridge/mqttbridge/bridge"
-	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/apitest"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // sentLog is fakeUpstream that also keeps what it was sent.
@@ -42,28 +42,11 @@ func (s *sentLog) last() bridge.Message {
 	return s.msgs[len(s.msgs)-1]
 }
 
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type tracedEnv struct {
 	*env
 	rec  *tracetest.SpanRecorder
 	up   *sentLog
-	logs *lockedLog
+	logs *testenv.SyncBuffer
 	ws   chan trace.SpanContext // what the WebSocket handler found in its context
 }
 
@@ -76,19 +59,9 @@ func newTracedEnv(t *testing.T, tracing bool) *tracedEnv {
 	if tracing {
 		tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	}
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(bridge.Config{Store: store, TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
 	up := &sentLog{}
-	if err := b.AddRoute(bridge.Route{Filters: []string{"demo/#"}, Upstream: up}); err != nil {
-		t.Fatal(err)
-	}
-	e := &tracedEnv{rec: rec, up: up, logs: &lockedLog{}, ws: make(chan trace.SpanContext, 1)}
+	b, store := testenv.NewBridge(t, bridge.Config{TracerProvider: tp}, bridge.Route{Filters: []string{"demo/#"}, Upstream: up})
+	e := &tracedEnv{rec: rec, up: up, logs: &testenv.SyncBuffer{}, ws: make(chan trace.SpanContext, 1)}
 	ws := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.ws <- trace.SpanContextFromContext(r.Context())
 		w.WriteHeader(http.StatusBadRequest)

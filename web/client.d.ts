@@ -47,6 +47,11 @@ export class MqttBridgeError extends Error {
    * again (the reconnect backoff: reconnect.min doubling to reconnect.max,
    * with jitter); absent when the subscriptions ended */
   retryIn?: number;
+  /** for a failed POST /v1/tickets: its HTTP status */
+  status?: number;
+  /** for a failed POST /v1/tickets with Retry-After (a 429 or 503): ms the
+   * client waits at least before it tries again */
+  retryAfter?: number;
 }
 
 /** A received message. */
@@ -97,7 +102,11 @@ export interface SubscribeOptions {
 /** One subscribe() call. */
 export class Subscription {
   readonly filter: string;
+  /** the QoS this subscription asked for */
   readonly qos: 0 | 1;
+  /** the QoS the server delivers the filter with once confirmed (null
+   * before, and once inactive): one per filter, the highest asked for */
+  readonly grantedQos: 0 | 1 | null;
   readonly snapshot: boolean;
   readonly autoAck: boolean;
   readonly callback: MessageCallback;
@@ -117,7 +126,28 @@ export interface PublishOptions {
   properties?: MessageProperties;
 }
 
+/** A credential to exchange for tickets: an API key (sent as X-API-Key) or
+ * a bearer token (a JWT, or an API key; sent as Authorization: Bearer). */
+export type Credential = { apiKey: string; token?: undefined } | { token: string; apiKey?: undefined };
+
 export interface MqttBridgeOptions {
+  /** an API key: before every connection and reconnection the client
+   * exchanges it for a one-time ticket (POST /v1/tickets) and connects
+   * with ?access_token=<ticket>, so the key never appears in a URL */
+  apiKey?: string;
+  /** a JWT (or an API key) for Authorization: Bearer, exchanged for a
+   * ticket like apiKey */
+  token?: string;
+  /** called before every connection and reconnection for the credential
+   * to exchange for a ticket (e.g. a JWT refreshed when it nears expiry);
+   * null or undefined: connect without one. A failure to get a ticket
+   * (the server's unauthorized, rate_limited, store_unavailable, …, or
+   * "connection_lost", "timeout") is an "error" event, and the client
+   * tries again with the reconnect backoff, never before a Retry-After. */
+  credentials?: () => Credential | null | undefined | Promise<Credential | null | undefined>;
+  /** where to POST for tickets; default: tickets beside the WebSocket
+   * URL's /v1/ws, over http(s) */
+  ticketURL?: string | URL;
   /** reconnect delays in ms (doubling from min to max, with jitter); false:
    * never reconnect. Default {min: 250, max: 10000}. */
   reconnect?: { min?: number; max?: number } | false;

@@ -16,6 +16,14 @@
 // the same backoff, when it is refused for good (forbidden, …) those
 // subscriptions end with an "error" event. QoS 1 deliveries are acknowledged after the callbacks return. Messages are
 // deduplicated per topic by id, so a replay never shows one twice.
+//
+// With authentication on, give it a credential and it gets a one-time
+// ticket (POST /v1/tickets) before every connection and reconnection, so
+// the API key or JWT never appears in a URL:
+//
+//   new MqttBridge({ apiKey: "mbk_…" });
+//   new MqttBridge({ token: jwt });
+//   new MqttBridge({ credentials: async () => ({ token: await freshJwt() }) });
 
 const DEFAULTS = Object.freeze({
   reconnect: Object.freeze({ min: 250, max: 10000 }),
@@ -190,6 +198,14 @@ export class Subscription {
     this._seen = null;
   }
 
+  /** The QoS the server delivers this filter's messages with, once it
+   * confirmed (null before, and once inactive): the server keeps one QoS
+   * per filter, the highest that subscriptions to it asked for, so it may
+   * be more than this one's qos. */
+  get grantedQos() {
+    return this.active ? this.#bridge._grantedQos(this.filter) : null;
+  }
+
   /** Stops the callback at once; resolves when the server has confirmed
    * (at once when another subscription still uses the same filter). */
   unsubscribe() {
@@ -223,6 +239,16 @@ function wsURL(url) {
   return u;
 }
 
+// The URL of POST /v1/tickets: given, or beside the WebSocket URL's
+// /v1/ws, over http(s).
+function ticketURL(ws, given) {
+  const u = given ? new URL(String(given), ws) : new URL("tickets", ws);
+  if (u.protocol === "ws:") u.protocol = "http:";
+  else if (u.protocol === "wss:") u.protocol = "https:";
+  if (!given) u.search = "";
+  return u;
+}
+
 /** The WebSocket client of mqttbridge. */
 export class MqttBridge {
   #url;
@@ -253,6 +279,8 @@ export class MqttBridge {
   #pingTimer = null;
   #catchUpTimer = null;
   #onOnline = null;
+  #connects = 0; // #connect calls: a ticket that arrives after a newer one started is dropped
+  #ticketURL = null; // POST /v1/tickets, when a credential is configured
 
   /**
    * @param {string|URL} [url] ws://, wss://, http(s):// or a path; default:
@@ -271,6 +299,12 @@ export class MqttBridge {
       reconnect: o.reconnect === false ? false : { ...DEFAULTS.reconnect, ...(o.reconnect || {}) },
     };
     this.#url = wsURL(url ?? defaultURL());
+    if (o.apiKey || o.token || o.credentials) {
+      if (o.credentials !== undefined && typeof o.credentials !== "function") {
+        throw new MqttBridgeError("invalid_request", "mqttbridge: options.credentials must be a function returning {apiKey} or {token}");
+      }
+      this.#ticketURL = ticketURL(this.#url, o.ticketURL);
+    }
     this.#WS = o.WebSocket || globalThis.WebSocket;
     if (typeof this.#WS !== "function") {
       throw new MqttBridgeError("invalid_request", "mqttbridge: no WebSocket implementation; pass options.WebSocket");
@@ -391,6 +425,12 @@ export class MqttBridge {
     );
   }
 
+  /** Internal: Subscription.grantedQos. */
+  _grantedQos(filter) {
+    const entry = this.#filters.get(filter);
+    return entry?.confirmed ? entry.qos : null;
+  }
+
   /** Internal: Subscription.unsubscribe(). */
   _unsubscribe(sub) {
     if (!sub.active) return Promise.resolve();
@@ -488,6 +528,59 @@ export class MqttBridge {
     if (this.#session) url.searchParams.set("session", this.#session);
     if (this.#cursor) url.searchParams.set("last_id", this.#cursor);
     this.#setState("connecting", { attempt: this.#attempt, url: url.href });
+    if (!this.#ticketURL) {
+      this.#openSocket(url);
+      return;
+    }
+    // A fresh ticket for every connection: each works once, for seconds.
+    const n = ++this.#connects;
+    this.#fetchTicket().then(
+      (ticket) => {
+        if (this.#closed || n !== this.#connects) return;
+        if (ticket) url.searchParams.set("access_token", ticket);
+        this.#openSocket(url);
+      },
+      (err) => {
+        if (this.#closed || n !== this.#connects) return;
+        this.#emit("error", err);
+        this.#closedSocket(1006, err.message, false, err.retryAfter);
+      },
+    );
+  }
+
+  // Exchanges the credential (options.apiKey, options.token, or what
+  // options.credentials returns) for a ticket; null when there is no
+  // credential (then the socket opens without one). Rejects with an
+  // MqttBridgeError: the server's code (unauthorized, rate_limited with
+  // retryAfter ms, …), "timeout", or "connection_lost" (no answer).
+  async #fetchTicket() {
+    const o = this.#opts;
+    const cred = o.credentials ? await o.credentials() : { apiKey: o.apiKey, token: o.token };
+    if (!cred || (!cred.apiKey && !cred.token)) return null;
+    const headers = cred.token ? { Authorization: `Bearer ${cred.token}` } : { "X-API-Key": String(cred.apiKey) };
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), o.requestTimeout);
+    let res, body;
+    try {
+      res = await fetch(this.#ticketURL, { method: "POST", headers, cache: "no-store", signal: abort.signal });
+      body = await res.json().catch(() => ({}));
+    } catch (err) {
+      throw abort.signal.aborted
+        ? new MqttBridgeError("timeout", `POST ${this.#ticketURL.pathname}: no answer within ${o.requestTimeout} ms`)
+        : new MqttBridgeError("connection_lost", `POST ${this.#ticketURL.pathname}: ${err?.message || err}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (res.status === 201 && typeof body?.ticket === "string") return body.ticket;
+    const e = body?.error || {};
+    const secs = Number(res.headers.get("Retry-After"));
+    throw new MqttBridgeError(e.code || "protocol", `POST ${this.#ticketURL.pathname}: ${res.status} ${e.message || res.statusText}`, {
+      status: res.status,
+      retryAfter: secs > 0 ? secs * 1000 : undefined,
+    });
+  }
+
+  #openSocket(url) {
     let ws;
     try {
       ws = new this.#WS(url.href);
@@ -524,7 +617,8 @@ export class MqttBridge {
     this.#closedSocket(code, reason, false);
   }
 
-  #closedSocket(code, reason, wasClean) {
+  // minDelay (ms, optional) holds off the next attempt: a Retry-After.
+  #closedSocket(code, reason, wasClean, minDelay = 0) {
     this.#ws = null;
     this.#open = false;
     clearTimeout(this.#welcomeTimer);
@@ -562,7 +656,7 @@ export class MqttBridge {
       this.#setState("closed", { code, reason, wasClean, final: true });
       return;
     }
-    const delay = this.#backoff(this.#attempt);
+    const delay = Math.max(this.#backoff(this.#attempt), minDelay);
     this.#attempt++;
     this.#reconnectTimer = setTimeout(() => this.#connect(), delay);
     this.#setState("closed", { code, reason, wasClean, reconnectIn: delay, final: false });

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mqttbridge/mqttbridge/internal/auth"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
@@ -52,6 +55,7 @@ func goTool() string {
 // buildBridge builds ./cmd/mqttbridge once per test binary.
 func buildBridge(t *testing.T) (bin, root string) {
 	t.Helper()
+	testenv.Long(t, "building the bridge for Node and the browser")
 	buildOnce.Do(func() {
 		out, err := exec.Command(goTool(), "list", "-m", "-f", "{{.Dir}}").Output()
 		if err != nil {
@@ -82,11 +86,11 @@ func buildBridge(t *testing.T) (bin, root string) {
 func needNode(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("SKIPPED: node is not installed, so client.js and the console are not tested. Install Node.js 20+ and run `make web-deps`.")
+		testenv.SkipMissing(t, "node is not installed, so client.js and the console are not tested. Install Node.js 20+ and run `make web-deps`.")
 	}
 	for _, pkg := range []string{"playwright-core", "ws"} {
 		if _, err := os.Stat(filepath.Join("e2e", "node_modules", pkg, "package.json")); err != nil {
-			t.Skipf("SKIPPED: the npm package %s is not installed in web/e2e, so client.js and the console are not tested. Run `make web-deps`.", pkg)
+			testenv.SkipMissing(t, "the npm package %s is not installed in web/e2e, so client.js and the console are not tested. Run `make web-deps`.", pkg)
 		}
 	}
 }
@@ -98,22 +102,23 @@ type bridge struct {
 }
 
 // startBridge runs the bridge with its embedded broker and the in-memory
-// store on free ports, waits for /readyz, and stops it at cleanup.
-func startBridge(t *testing.T) bridge {
+// store on free ports, and more flags if given, waits for /readyz, and
+// stops it at cleanup.
+func startBridge(t *testing.T, args ...string) bridge {
 	t.Helper()
 	bin, _ := buildBridge(t)
 	httpPort, mqttPort := testenv.FreePort(t), testenv.FreePort(t)
-	cmd := exec.Command(bin,
+	cmd := exec.Command(bin, append([]string{
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--embedded-mqtt-addr", fmt.Sprintf("127.0.0.1:%d", mqttPort),
-		"--log-level", "warn")
+		"--log-level", "warn"}, args...)...)
 	// Only the flags configure it, whatever MQTTBRIDGE_* the caller has.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "MQTTBRIDGE_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	var out lockedBuffer
+	var out testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
@@ -194,18 +199,56 @@ func TestClientJS(t *testing.T) {
 		filepath.Join("web", "e2e", "live.test.mjs"))
 }
 
-// TestConsoleInBrowser opens the console in Chromium: subscribe, receive
-// what mosquitto_pub sends, publish to a mosquitto_sub, and a screenshot
-// (also web/e2e/console.png when MQTTBRIDGE_SCREENSHOT is set).
+// TestCredentialsInBrowser runs auth.test.mjs against a bridge with
+// authentication on: client.js given an API key, a JWT or a credentials
+// callback gets a ticket before every (re)connection, and in Chromium
+// (skipped without it) the console opens on a sign-in page, signs in with
+// an API key or a JWT, refuses a wrong one clearly, and forgets it on
+// sign-out.
+func TestCredentialsInBrowser(t *testing.T) {
+	needNode(t)
+	const apiKey = "mbk_web-e2e-key-0123456789abcdef"
+	hmacKey := "an HMAC secret of at least 32 bytes, for the web tests"
+	conf := filepath.Join(t.TempDir(), "auth.yaml")
+	yaml := fmt.Sprintf(`auth:
+  api_keys:
+    - {name: web, sha256: %s, rules: {publish: ['auth/#'], subscribe: ['auth/#']}}
+  jwt:
+    algorithms: [HS256]
+    hmac_keys: [%q]
+    rules: {publish: ['auth/%%u/#'], subscribe: ['auth/%%u/#']}
+`, auth.HashKey(apiKey), hmacKey)
+	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jwtToken, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "jwtuser", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(hmacKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startBridge(t, "--config", conf)
+	_, root := buildBridge(t)
+	runNode(t, root, 120*time.Second, []string{
+		"MQTTBRIDGE_URL=" + b.base,
+		"MQTTBRIDGE_API_KEY=" + apiKey,
+		"MQTTBRIDGE_JWT=" + jwtToken,
+		fmt.Sprintf("MQTTBRIDGE_MQTT_PORT=%d", b.mqttPort),
+	}, "--test", "--test-reporter=spec", filepath.Join("web", "e2e", "auth.test.mjs"))
+}
+
+// TestConsoleInBrowser opens the console in Chromium: the State view's
+// current values updated in place, the message log in id order, the
+// granted QoS, receiving what mosquitto_pub sends, publishing (QoS 2) to a
+// mosquitto_sub, and a screenshot of the State view (also
+// docs/img/console-state.png when MQTTBRIDGE_SCREENSHOT is set).
 func TestConsoleInBrowser(t *testing.T) {
 	needNode(t)
 	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("SKIPPED: %s is missing, so the console is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
+		testenv.SkipMissing(t, "%s is missing, so the console is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
 	}
 	b := startBridge(t)
 	_, root := buildBridge(t)
 	shot := filepath.Join(t.TempDir(), "console.png")
-	runNode(t, root, 75*time.Second, nil, "--test-reporter=spec",
+	runNode(t, root, 100*time.Second, nil, "--test-reporter=spec",
 		filepath.Join("web", "e2e", "console.test.mjs"), b.base, fmt.Sprint(b.mqttPort), shot)
 	png, err := os.ReadFile(shot)
 	if err != nil {
@@ -221,30 +264,13 @@ func TestConsoleInBrowser(t *testing.T) {
 func TestMQTTJSInBrowser(t *testing.T) {
 	needNode(t)
 	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("SKIPPED: %s is missing, so MQTT.js is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
+		testenv.SkipMissing(t, "%s is missing, so MQTT.js is not tested in a browser. Run `make web-deps` as root (apt-get install chromium).", chromium)
 	}
 	if _, err := os.Stat(filepath.Join("e2e", "node_modules", "mqtt", "dist", "mqtt.min.js")); err != nil {
-		t.Skip("SKIPPED: the npm package mqtt is not installed in web/e2e, so MQTT.js is not tested in a browser. Run `make web-deps`.")
+		testenv.SkipMissing(t, "the npm package mqtt is not installed in web/e2e, so MQTT.js is not tested in a browser. Run `make web-deps`.")
 	}
 	b := startBridge(t)
 	_, root := buildBridge(t)
 	runNode(t, root, 75*time.Second, nil, "--test-reporter=spec",
 		filepath.Join("web", "e2e", "mqttjs-browser.test.mjs"), b.base, fmt.Sprint(b.mqttPort))
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

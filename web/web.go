@@ -47,15 +47,26 @@ func Paths() []string {
 	return []string{"/", "/client.js", "/client.d.ts", "/console.js", "/console.css"}
 }
 
+// Options configure the console.
+type Options struct {
+	// SignIn makes the console ask for an API key or a JWT before it
+	// connects (authentication with API keys or JWTs is on): the page is
+	// served as <html data-auth="required">.
+	SignIn bool
+}
+
 // Handler serves the console at / and its files (client.js, client.d.ts,
 // console.js, console.css) for GET and HEAD, with Cache-Control: no-cache
 // and a strong ETag (If-None-Match answers 304). Other paths are 404.
-func Handler() http.Handler {
+func Handler(opts Options) http.Handler {
 	assets := make(map[string]*asset, len(routes))
 	for path, name := range routes {
 		body, err := files.ReadFile(name)
 		if err != nil {
 			panic("web: embedded file missing: " + name) // a build error, caught by the tests
+		}
+		if name == "index.html" && opts.SignIn {
+			body = bytes.Replace(body, []byte(`<html lang="en">`), []byte(`<html lang="en" data-auth="required">`), 1)
 		}
 		sum := sha256.Sum256(body)
 		assets[path] = &asset{

@@ -23,7 +23,7 @@ func get(t *testing.T, h http.Handler, method, path string, header ...string) *h
 }
 
 func TestServesEachFileWithItsType(t *testing.T) {
-	h := web.Handler()
+	h := web.Handler(web.Options{})
 	cases := []struct {
 		path, file, contentType, contains string
 	}{
@@ -87,7 +87,7 @@ func TestServesEachFileWithItsType(t *testing.T) {
 }
 
 func TestConsoleHasAStrictContentSecurityPolicy(t *testing.T) {
-	resp := get(t, web.Handler(), http.MethodGet, "/")
+	resp := get(t, web.Handler(web.Options{}), http.MethodGet, "/")
 	csp := resp.Header.Get("Content-Security-Policy")
 	for _, want := range []string{"default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"} {
 		if !strings.Contains(csp, want) {
@@ -100,7 +100,7 @@ func TestConsoleHasAStrictContentSecurityPolicy(t *testing.T) {
 }
 
 func TestOtherPathsAndMethods(t *testing.T) {
-	h := web.Handler()
+	h := web.Handler(web.Options{})
 	for _, p := range []string{"/index.html", "/web.go", "/e2e/package.json", "/client.js/", "/nope"} {
 		if resp := get(t, h, http.MethodGet, p); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404", p, resp.StatusCode)
@@ -113,7 +113,7 @@ func TestOtherPathsAndMethods(t *testing.T) {
 }
 
 func TestPathsAreServed(t *testing.T) {
-	h := web.Handler()
+	h := web.Handler(web.Options{})
 	for _, p := range web.Paths() {
 		if resp := get(t, h, http.MethodGet, p); resp.StatusCode != http.StatusOK {
 			t.Errorf("GET %s (listed by Paths): %d", p, resp.StatusCode)

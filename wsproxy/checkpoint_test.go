@@ -56,7 +56,7 @@ func TestSlowSessionSaveDoesNotStallDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	sessions := &watchedSessions{Sessions: st.Sessions(), started: make(chan struct{}, 1)}
-	e := newWSEnvConfig(t, nil, func(c *Config) { c.Sessions = sessions })
+	e := newWSEnvBridge(t, nil, func(c *bridge.Config) { c.Sessions = sessions }, nil)
 
 	ws, _, err := websocket.DefaultDialer.Dial(e.url+"?qos=1&filter="+url.QueryEscape("t/#"), nil)
 	if err != nil {

@@ -101,7 +101,7 @@ func (c *conn) run(ctx context.Context, p connectParams) {
 	var sess bridge.Session
 	if p.session != "" {
 		var err error
-		sess, err = c.s.cfg.Sessions.Take(ctx, p.session)
+		sess, err = c.s.cfg.Bridge.Resume(ctx, p.session)
 		resumed = err == nil
 	}
 	c.session = sess.ID
@@ -231,7 +231,7 @@ func (c *conn) saveSession(subs map[string]byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	s := bridge.Session{ID: c.session, Subscriptions: subs, Pending: c.pending.list()}
-	if err := c.s.cfg.Sessions.Save(ctx, s, c.s.cfg.SessionTTL); err != nil {
+	if err := c.s.cfg.Bridge.Checkpoint(ctx, s, c.s.cfg.SessionTTL); err != nil {
 		c.s.log.Warn("saving a WebSocket session failed", "err", err)
 	}
 }

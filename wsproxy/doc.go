@@ -13,13 +13,15 @@
 //   - /mqtt, MQTT 3.1.1 and 5 over WebSocket proxied to the upstream broker
 //     (MQTTServer, docs/mqtt-proxy.md): one broker connection per client,
 //     packets passed as they came except CONNECT (rewritten: client id per
-//     identity, credentials), SUBSCRIBE and PUBLISH (checked with the
-//     bridge's CheckSubscribe and CheckPublish) and the SUBACKs and CONNACK
-//     that answer them; every delivery's topic is checked with the bridge's
-//     Authorize, and a resumed session loses the filters the identity may
-//     no longer have (mqtt_sessions.go). Its parsers (mqtt_packets.go) are
-//     fuzzed.
+//     identity, credentials), SUBSCRIBE and PUBLISH and the SUBACKs and
+//     CONNACK that answer them. The bridge decides (CheckSubscribeOn,
+//     Forward with its publish rate and metrics, MayReceiveOn for every
+//     delivery: the identity's rules and the topics of the proxied
+//     broker); the proxy only speaks MQTT. A resumed session loses the
+//     filters the identity may no longer have (mqtt_sessions.go). Its
+//     parsers (mqtt_packets.go) are fuzzed.
 //
-// It talks to the bridge only: it never imports httpapi or a store, and
-// reaches the broker through the Dial function it is given.
+// It talks to the bridge only: it never imports httpapi or a store (the
+// /v1/ws sessions are the bridge's Resume and Checkpoint), and reaches the
+// broker through the Dial function it is given.
 package wsproxy

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 	"github.com/mqttbridge/mqttbridge/internal/origin"
 )
 
@@ -30,17 +31,17 @@ const metricsKind = "mqtt"
 // MQTTConfig configures the MQTT-over-WebSocket proxy (GET /mqtt). Zero
 // values get the defaults.
 type MQTTConfig struct {
-	// Bridge checks every subscription and publish (CheckSubscribe,
-	// CheckPublish) and every delivery (Authorize, subscribe) and counts
-	// connections per identity; required.
+	// Bridge decides every subscription, publish and delivery
+	// (CheckSubscribeOn, Forward, MayReceiveOn: the identity's rules, the
+	// topics Broker owns, the publish rate) and counts connections per
+	// identity; required.
 	Bridge *bridge.Bridge
+	// Broker is the name of the route (bridge.Route's Upstream) that Dial
+	// reaches; required.
+	Broker string
 	// Dial opens a new connection to the upstream broker (TCP, TLS or
 	// WebSocket), one per client connection; required.
 	Dial func(ctx context.Context) (net.Conn, error)
-	// Topics are the filters the upstream broker owns in the bridge:
-	// subscriptions and publishes outside them are refused like those the
-	// identity may not make. Default ["#"].
-	Topics []string
 	// PassCredentials passes the user name and password (and MQTT 5
 	// authentication method and data) of the client's CONNECT to the
 	// broker. Otherwise the broker gets Username and Password instead.
@@ -67,10 +68,6 @@ type MQTTConfig struct {
 	// Authenticator identifies callers, from headers or the access_token
 	// query parameter; nil: every caller is anonymous.
 	Authenticator Authenticator
-	// Limiter rate-limits each identity's publishes; over the rate the
-	// connection stops reading until the identity may publish again.
-	// Default bridge.NoLimit.
-	Limiter bridge.Limiter
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -88,17 +85,14 @@ type MQTTServer struct {
 
 // NewMQTT returns the MQTT-over-WebSocket proxy.
 func NewMQTT(cfg MQTTConfig) (*MQTTServer, error) {
-	if cfg.Bridge == nil || cfg.Dial == nil {
-		return nil, errors.New("wsproxy: MQTTConfig.Bridge and MQTTConfig.Dial are required")
-	}
-	if len(cfg.Topics) == 0 {
-		cfg.Topics = []string{"#"}
+	if cfg.Bridge == nil || cfg.Dial == nil || cfg.Broker == "" {
+		return nil, errors.New("wsproxy: MQTTConfig.Bridge, Broker and Dial are required")
 	}
 	if cfg.MaxPacketSize <= 0 {
 		cfg.MaxPacketSize = 1 << 20
 	}
-	if cfg.MaxPacketSize > maxVBI {
-		cfg.MaxPacketSize = maxVBI
+	if cfg.MaxPacketSize > mqttpacket.MaxVBI {
+		cfg.MaxPacketSize = mqttpacket.MaxVBI
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 5 * time.Minute
@@ -108,9 +102,6 @@ func NewMQTT(cfg MQTTConfig) (*MQTTServer, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
-	}
-	if cfg.Limiter == nil {
-		cfg.Limiter = bridge.NoLimit{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -191,8 +182,10 @@ func (s *MQTTServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := s.cfg.Bridge.Metrics()
 	m.StreamOpened(metricsKind)
 	defer m.StreamClosed(metricsKind)
-	c := newMQTTConn(s, ws, id, up)
-	s.conns.run(c, func() { c.run(r.Context()) })
+	ctx, cancel = context.WithCancel(r.Context())
+	defer cancel()
+	c := newMQTTConn(s, ws, id, up, cancel)
+	s.conns.run(c, func() { c.run(ctx) })
 }
 
 // Shutdown ends every connection (MQTT 5 clients get DISCONNECT 0x8B,

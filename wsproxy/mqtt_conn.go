@@ -24,6 +24,7 @@ import (
 
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/topic"
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 	"github.com/mqttbridge/mqttbridge/internal/wire"
 )
 
@@ -129,11 +130,12 @@ type mqttConn struct {
 	pending map[uint16][]byte // partly refused SUBSCRIBEs by packet id (subackPending where the broker's codes go)
 
 	done      chan struct{}
+	cancel    context.CancelFunc // ends run's context, with done
 	closeOnce sync.Once
 }
 
-func newMQTTConn(s *MQTTServer, ws *websocket.Conn, id bridge.Identity, up net.Conn) *mqttConn {
-	return &mqttConn{s: s, ws: ws, id: id, log: s.log, upstream: up, pending: map[uint16][]byte{}, done: make(chan struct{}),
+func newMQTTConn(s *MQTTServer, ws *websocket.Conn, id bridge.Identity, up net.Conn, cancel context.CancelFunc) *mqttConn {
+	return &mqttConn{s: s, ws: ws, id: id, log: s.log, upstream: up, pending: map[uint16][]byte{}, done: make(chan struct{}), cancel: cancel,
 		verdicts: map[string]bool{}, released: map[uint16]struct{}{}}
 }
 
@@ -173,7 +175,7 @@ func (c *mqttConn) run(ctx context.Context) {
 	defer c.upstream.Close()
 	in := bufio.NewReader(&wsStream{ws: c.ws})
 	_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.ConnectTimeout))
-	p, err := readPacket(in, c.s.cfg.MaxPacketSize)
+	p, err := mqttpacket.ReadPacket(in, c.s.cfg.MaxPacketSize)
 	if err != nil {
 		c.fail(err)
 		return
@@ -207,6 +209,7 @@ func (c *mqttConn) run(ctx context.Context) {
 func (c *mqttConn) end(reason5 byte, code int, text string) {
 	c.closeOnce.Do(func() {
 		close(c.done)
+		c.cancel()
 		_ = c.upstream.Close()
 		if reason5 != noDisconnect {
 			c.wmu.Lock()
@@ -248,10 +251,10 @@ func (c *mqttConn) fail(err error) {
 	var rf refused
 	var ne net.Error
 	switch {
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, mqttpacket.ErrTooLarge):
 		c.logDebug("mqtt proxy: packet too large", "err", err)
 		c.end(rcPacketTooLarge, websocket.CloseMessageTooBig, err.Error())
-	case errors.Is(err, errMalformed):
+	case errors.Is(err, mqttpacket.ErrMalformed):
 		c.logDebug("mqtt proxy: malformed packet", "err", err)
 		c.end(rcMalformed, websocket.CloseProtocolError, err.Error())
 	case errors.As(err, &pe):
@@ -293,7 +296,7 @@ func (c *mqttConn) writeLocked(b []byte) error {
 // connect handles the client's CONNECT: it checks and rewrites it, opens the
 // broker connection, and answers with the broker's CONNACK (rewritten for
 // MQTT 5). ok is false when the connection has ended.
-func (c *mqttConn) connect(ctx context.Context, p packet) (up net.Conn, fromUp *bufio.Reader, idle time.Duration, ok bool) {
+func (c *mqttConn) connect(ctx context.Context, p mqttpacket.Packet) (up net.Conn, fromUp *bufio.Reader, idle time.Duration, ok bool) {
 	cp, err := parseMQTTConnect(p)
 	var ev errVersion
 	if errors.As(err, &ev) {
@@ -370,9 +373,9 @@ func (c *mqttConn) connect(ctx context.Context, p packet) (up net.Conn, fromUp *
 	_ = conn.SetDeadline(time.Now().Add(c.s.cfg.ConnectTimeout))
 	fromUp = bufio.NewReader(conn)
 	var ack *connackPacket
-	var ap packet
+	var ap mqttpacket.Packet
 	if _, err = conn.Write(cp.encode()); err == nil {
-		if ap, err = readPacket(fromUp, maxVBI); err == nil {
+		if ap, err = mqttpacket.ReadPacket(fromUp, mqttpacket.MaxVBI); err == nil {
 			ack, err = parseConnack(ap, c.version)
 		}
 	}
@@ -385,7 +388,7 @@ func (c *mqttConn) connect(ctx context.Context, p packet) (up net.Conn, fromUp *
 	_ = conn.SetDeadline(time.Time{})
 
 	keepAlive := cp.keepAlive
-	out := ap.bytes()
+	out := ap.Bytes()
 	if c.version == mqtt5 {
 		props := ack.props
 		if props.ServerKeepAlive != nil {
@@ -482,9 +485,9 @@ func (c *mqttConn) fromClient(ctx context.Context, in *bufio.Reader, up net.Conn
 	}
 	for {
 		_ = c.ws.SetReadDeadline(time.Now().Add(idle))
-		p, err := readPacket(in, c.s.cfg.MaxPacketSize)
+		p, err := mqttpacket.ReadPacket(in, c.s.cfg.MaxPacketSize)
 		if err == nil {
-			switch p.kind() {
+			switch p.Kind() {
 			case packets.PUBLISH:
 				err = c.publish(ctx, p, up)
 			case packets.SUBSCRIBE:
@@ -493,8 +496,8 @@ func (c *mqttConn) fromClient(ctx context.Context, in *bufio.Reader, up net.Conn
 				err = c.unsubscribe(p, up)
 			default:
 				if err = checkFixedHeader(p, c.version); err == nil {
-					err = c.toBroker(up, p.bytes())
-					if p.kind() == packets.DISCONNECT {
+					err = c.toBroker(up, p.Bytes())
+					if p.Kind() == packets.DISCONNECT {
 						c.clientBye.Store(true)
 					}
 				}
@@ -539,7 +542,7 @@ func (c *mqttConn) toBroker(up net.Conn, b []byte) error {
 // publish passes an allowed PUBLISH on as it came. A refused one is
 // answered with PUBACK or PUBREC 0x87 (MQTT 5, QoS 1 and 2), dropped (MQTT
 // 5, QoS 0), or closes the connection (MQTT 3.1.1).
-func (c *mqttConn) publish(ctx context.Context, p packet, up net.Conn) error {
+func (c *mqttConn) publish(ctx context.Context, p mqttpacket.Packet, up net.Conn) error {
 	pub, err := parsePublish(p, c.version)
 	if err != nil {
 		return err
@@ -548,70 +551,41 @@ func (c *mqttConn) publish(ctx context.Context, p packet, up net.Conn) error {
 		return protocolError{"Topic Alias is not accepted (the Topic Alias Maximum is 0)"}
 	}
 	if err := topic.ValidateName(pub.topic); err != nil {
-		return malformed("topic name %q: %v", reasonString(pub.topic), err)
+		return mqttpacket.Malformed("topic name %q: %v", reasonString(pub.topic), err)
 	}
-	if err := c.checkPublish(ctx, pub.topic, pub.respTo, pub.qos); err != nil {
-		c.s.cfg.Bridge.Metrics().Published(pub.qos, bridge.ErrorCode(err))
-		if c.version != mqtt5 {
-			return refused{err}
-		}
-		c.logDebug("mqtt proxy: publish refused", "topic", pub.topic, "err", err)
-		reason := ""
-		if c.problemInfo {
-			reason = reasonString(errMessage(err))
-		}
-		switch pub.qos {
-		case 1:
-			return c.write(ackPacket(packets.PUBACK, pub.id, publishReason(err), reason))
-		case 2:
-			return c.write(ackPacket(packets.PUBREC, pub.id, publishReason(err), reason))
-		}
-		return nil
+	msg := bridge.Message{Topic: pub.topic, QoS: pub.qos, Properties: bridge.Properties{ResponseTopic: pub.respTo}}
+	var sent error
+	err = c.s.cfg.Bridge.Forward(ctx, c.id, c.s.cfg.Broker, msg, func() error {
+		sent = c.toBroker(up, p.Bytes())
+		return sent
+	})
+	switch {
+	case err == nil:
+		return sent
+	case ctx.Err() != nil: // the connection ended while waiting for budget
+		return io.EOF
+	case c.version != mqtt5:
+		return refused{err}
 	}
-	for {
-		err := c.s.cfg.Limiter.Allow(c.id, bridge.ActionPublish)
-		if err == nil {
-			break
-		}
-		wait := 100 * time.Millisecond
-		if e, ok := errors.AsType[*bridge.Error](err); ok && e.RetryAfter > 0 {
-			wait = min(e.RetryAfter, time.Second)
-		}
-		select {
-		case <-time.After(wait):
-		case <-c.done:
-			return io.EOF
-		}
+	c.logDebug("mqtt proxy: publish refused", "topic", pub.topic, "err", err)
+	reason := ""
+	if c.problemInfo {
+		reason = reasonString(errMessage(err))
 	}
-	if err := c.toBroker(up, p.bytes()); err != nil {
-		return err
+	switch pub.qos {
+	case 1:
+		return c.write(ackPacket(packets.PUBACK, pub.id, publishReason(err), reason))
+	case 2:
+		return c.write(ackPacket(packets.PUBREC, pub.id, publishReason(err), reason))
 	}
-	c.s.cfg.Bridge.Metrics().Published(pub.qos, "ok")
 	return nil
 }
 
-// checkPublish checks a topic name the client publishes to (or names in its
-// will), with the message's response topic (MQTT 5; "" when none): the
-// bridge's checks and the proxied broker's topics.
+// checkPublish checks a topic name the client names in its will, with the
+// message's response topic (MQTT 5; "" when none).
 func (c *mqttConn) checkPublish(ctx context.Context, name, responseTopic string, qos byte) error {
 	msg := bridge.Message{Topic: name, QoS: qos, Properties: bridge.Properties{ResponseTopic: responseTopic}}
-	if err := c.s.cfg.Bridge.CheckPublish(ctx, c.id, msg); err != nil {
-		return err
-	}
-	if !c.bridged(name) {
-		return bridge.Errorf(bridge.ECodeNotBridged, "the topic %q is not bridged to this broker", reasonString(name))
-	}
-	return nil
-}
-
-// bridged reports whether a topic name is among the proxied broker's topics.
-func (c *mqttConn) bridged(name string) bool {
-	for _, f := range c.s.cfg.Topics {
-		if topic.Match(f, name) {
-			return true
-		}
-	}
-	return false
+	return c.s.cfg.Bridge.CheckPublishOn(ctx, c.id, c.s.cfg.Broker, msg)
 }
 
 // mayReceive reports whether the identity may receive a delivery on a topic
@@ -624,9 +598,9 @@ func (c *mqttConn) mayReceive(ctx context.Context, name []byte) bool {
 		return ok
 	}
 	s := string(name)
-	err := c.s.cfg.Bridge.Authorize(ctx, c.id, bridge.ActionSubscribe, s)
-	ok := err == nil && c.bridged(s)
-	if err == nil || bridge.ErrorCode(err) == bridge.ECodeForbidden {
+	err := c.s.cfg.Bridge.MayReceiveOn(ctx, c.id, c.s.cfg.Broker, s)
+	ok := err == nil
+	if code := bridge.ErrorCode(err); ok || code == bridge.ECodeForbidden || code == bridge.ECodeNotBridged {
 		if len(c.verdicts) >= maxVerdicts {
 			clear(c.verdicts)
 		}
@@ -643,15 +617,7 @@ func (c *mqttConn) checkSubscribe(ctx context.Context, filter string) error {
 	if _, _, shared := topic.IsShared(filter); shared {
 		return errShared
 	}
-	if err := c.s.cfg.Bridge.CheckSubscribe(ctx, c.id, filter); err != nil {
-		return err
-	}
-	for _, f := range c.s.cfg.Topics {
-		if topic.Covers(f, filter) {
-			return nil
-		}
-	}
-	return bridge.Errorf(bridge.ECodeNotBridged, "the filter %q reaches beyond the topics bridged to this broker", reasonString(filter))
+	return c.s.cfg.Bridge.CheckSubscribeOn(ctx, c.id, c.s.cfg.Broker, filter)
 }
 
 // publishReason is the MQTT 5 reason code of a refused publish.
@@ -680,7 +646,7 @@ func (c *mqttConn) subscribeReason(err error) byte {
 // subscribe passes a SUBSCRIBE on when every filter is allowed, answers it
 // alone when none is, and otherwise passes on the allowed ones and merges
 // the broker's SUBACK with the refusals (fromBroker).
-func (c *mqttConn) subscribe(ctx context.Context, p packet, up net.Conn) error {
+func (c *mqttConn) subscribe(ctx context.Context, p mqttpacket.Packet, up net.Conn) error {
 	s, err := parseSubscribe(p, c.version)
 	if err != nil {
 		return err
@@ -708,7 +674,7 @@ func (c *mqttConn) subscribe(ctx context.Context, p packet, up net.Conn) error {
 	switch {
 	case len(allowed) == len(s.subs):
 		c.mu.Unlock()
-		return c.toBroker(up, p.bytes())
+		return c.toBroker(up, p.Bytes())
 	case len(allowed) == 0:
 		c.mu.Unlock()
 		ack := &subackPacket{id: s.id, reasons: codes}
@@ -724,20 +690,20 @@ func (c *mqttConn) subscribe(ctx context.Context, p packet, up net.Conn) error {
 }
 
 // unsubscribe passes an UNSUBSCRIBE on as it came, and forgets its filters.
-func (c *mqttConn) unsubscribe(p packet, up net.Conn) error {
+func (c *mqttConn) unsubscribe(p mqttpacket.Packet, up net.Conn) error {
 	u, err := parseUnsubscribe(p, c.version)
 	if err != nil {
 		return err
 	}
 	c.s.grants.update(c.id.Key(), c.session, u.filters, true)
-	return c.toBroker(up, p.bytes())
+	return c.toBroker(up, p.Bytes())
 }
 
 // propertiesBlock is an encoded property block.
 func propertiesBlock(p *packets.Properties, kind byte) []byte {
-	e := &encoder{}
-	e.properties(p, kind)
-	return e.b
+	e := &mqttpacket.Encoder{}
+	e.Properties(p, kind)
+	return e.B
 }
 
 // fromBroker passes the broker's packets to the client, streaming their
@@ -749,7 +715,7 @@ func propertiesBlock(p *packets.Properties, kind byte) []byte {
 // UNSUBACK of the proxy's own UNSUBSCRIBE (taken).
 func (c *mqttConn) fromBroker(ctx context.Context, r *bufio.Reader) {
 	for {
-		h, n, err := readHeader(r)
+		h, n, err := mqttpacket.ReadHeader(r)
 		if err == nil {
 			err = c.fromBrokerPacket(ctx, r, h, n)
 		}
@@ -862,7 +828,7 @@ func (c *mqttConn) stream(r *bufio.Reader, h byte, n int, head []byte) error {
 		case packets.PUBLISH:
 			c.s.cfg.Bridge.Metrics().Delivered(metricsKind)
 		}
-		if _, err := w.Write(appendVBI([]byte{h}, n)); err != nil {
+		if _, err := w.Write(mqttpacket.AppendVBI([]byte{h}, n)); err != nil {
 			return err
 		}
 		if _, err := w.Write(head); err != nil {
@@ -879,7 +845,7 @@ func (c *mqttConn) stream(r *bufio.Reader, h byte, n int, head []byte) error {
 			c.torn = err != nil
 			return err
 		}
-		if _, err := r.Discard(1 + vbiLen(n)); err != nil {
+		if _, err := r.Discard(1 + mqttpacket.VBILen(n)); err != nil {
 			return err
 		}
 	}
@@ -901,7 +867,7 @@ func (c *mqttConn) bufferedPasses(r *bufio.Reader) (h byte, n int, ok bool) {
 	case packets.PUBREL:
 		ok = len(c.released) == 0
 	case packets.PUBLISH:
-		at := 1 + vbiLen(n) + 2
+		at := 1 + mqttpacket.VBILen(n) + 2
 		b, _ := r.Peek(min(r.Buffered(), at))
 		if len(b) < at {
 			return h, n, false
@@ -923,7 +889,7 @@ func bufferedHeader(r *bufio.Reader) (h byte, n int, ok bool) {
 	if len(b) < 2 {
 		return 0, 0, false
 	}
-	h, n, err := readHeader(bytes.NewReader(b))
+	h, n, err := mqttpacket.ReadHeader(bytes.NewReader(b))
 	if err != nil {
 		return 0, 0, false
 	}
@@ -934,13 +900,13 @@ func bufferedHeader(r *bufio.Reader) (h byte, n int, ok bool) {
 // the places left for them among the refusals.
 func (c *mqttConn) mergeSuback(r *bufio.Reader, h byte, n int) error {
 	if n > 1<<20 {
-		return malformed("SUBACK of %d bytes", n)
+		return mqttpacket.Malformed("SUBACK of %d bytes", n)
 	}
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
 		return err
 	}
-	p := packet{header: h, body: body}
+	p := mqttpacket.Packet{Header: h, Body: body}
 	ack, err := parseSuback(p, c.version)
 	if err != nil {
 		return err
@@ -950,7 +916,7 @@ func (c *mqttConn) mergeSuback(r *bufio.Reader, h byte, n int) error {
 	delete(c.pending, ack.id)
 	c.mu.Unlock()
 	if !ok {
-		return c.write(p.bytes())
+		return c.write(p.Bytes())
 	}
 	j := 0
 	for i, code := range codes {
@@ -958,13 +924,13 @@ func (c *mqttConn) mergeSuback(r *bufio.Reader, h byte, n int) error {
 			continue
 		}
 		if j == len(ack.reasons) {
-			return malformed("the broker's SUBACK has fewer reason codes than filters")
+			return mqttpacket.Malformed("the broker's SUBACK has fewer reason codes than filters")
 		}
 		codes[i] = ack.reasons[j]
 		j++
 	}
 	if j != len(ack.reasons) {
-		return malformed("the broker's SUBACK has more reason codes than filters")
+		return mqttpacket.Malformed("the broker's SUBACK has more reason codes than filters")
 	}
 	ack.reasons = codes
 	return c.write(ack.encode(c.version))

@@ -1,17 +1,16 @@
 package wsproxy
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 )
 
 // The MQTT packets the proxy reads from clients are parsed here, strictly:
@@ -30,141 +29,32 @@ const (
 	mqtt5   = 5
 )
 
-// errMalformed is wrapped by every parse error.
-var errMalformed = errors.New("malformed MQTT packet")
-
-// errTooLarge is a packet over the maximum packet size.
-var errTooLarge = errors.New("MQTT packet too large")
-
-func malformed(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
-}
-
-// packet is one MQTT control packet: the first byte of its fixed header and
-// the rest after the remaining length.
-type packet struct {
-	header byte
-	body   []byte
-}
-
-func (p packet) kind() byte  { return p.header >> 4 }
-func (p packet) flags() byte { return p.header & 0x0F }
-
-// bytes is the packet as it goes on the wire.
-func (p packet) bytes() []byte {
-	out := make([]byte, 0, 1+4+len(p.body))
-	out = append(out, p.header)
-	out = appendVBI(out, len(p.body))
-	return append(out, p.body...)
-}
-
-// maxVBI is the largest remaining length MQTT can encode.
-const maxVBI = 268_435_455
-
-// readHeader reads a fixed header: the first byte and the remaining length.
-// A variable byte integer of more than four bytes, or not in its shortest
-// form, is malformed. io.EOF before the first byte is returned as is.
-func readHeader(r io.ByteReader) (header byte, length int, err error) {
-	header, err = r.ReadByte()
-	if err != nil {
-		return 0, 0, err
-	}
-	length, err = readVBI(r)
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return header, length, err
-}
-
-func readVBI(r io.ByteReader) (int, error) {
-	v, shift := 0, 0
-	for i := range 4 {
-		b, err := r.ReadByte()
-		if err != nil {
-			return 0, err
-		}
-		if b == 0 && i > 0 {
-			return 0, malformed("variable byte integer not in its shortest form")
-		}
-		v |= int(b&0x7F) << shift
-		if b&0x80 == 0 {
-			return v, nil
-		}
-		shift += 7
-	}
-	return 0, malformed("variable byte integer longer than 4 bytes")
-}
-
-func appendVBI(b []byte, v int) []byte {
-	for {
-		d := byte(v & 0x7F)
-		v >>= 7
-		if v > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if v == 0 {
-			return b
-		}
-	}
-}
-
-// vbiLen is the number of bytes of v as a variable byte integer.
-func vbiLen(v int) int {
-	n := 1
-	for v > 127 {
-		v >>= 7
-		n++
-	}
-	return n
-}
-
-// readPacket reads one packet whose total size (fixed header included) is
-// at most max bytes; a larger one is errTooLarge and is not read.
-func readPacket(r *bufio.Reader, max int) (packet, error) {
-	h, n, err := readHeader(r)
-	if err != nil {
-		return packet{}, err
-	}
-	if size := 1 + vbiLen(n) + n; size > max {
-		return packet{header: h}, fmt.Errorf("%w: %d bytes, more than the limit of %d", errTooLarge, size, max)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return packet{}, err
-	}
-	return packet{header: h, body: body}, nil
-}
-
 // checkFixedHeader checks what the fixed header alone says of a packet a
 // client sends: a type a client may send in its protocol version, and the
 // flags that type requires.
-func checkFixedHeader(p packet, version byte) error {
-	switch p.kind() {
+func checkFixedHeader(p mqttpacket.Packet, version byte) error {
+	switch p.Kind() {
 	case packets.PUBLISH:
 		return nil // its flags are checked by parsePublish
 	case packets.PUBREL, packets.SUBSCRIBE, packets.UNSUBSCRIBE:
-		if p.flags() != 0x2 {
-			return malformed("packet type %d with flags %#x, want 0x2", p.kind(), p.flags())
+		if p.Flags() != 0x2 {
+			return mqttpacket.Malformed("packet type %d with flags %#x, want 0x2", p.Kind(), p.Flags())
 		}
 	case packets.PUBACK, packets.PUBREC, packets.PUBCOMP, packets.PINGREQ, packets.DISCONNECT:
-		if p.flags() != 0 {
-			return malformed("packet type %d with flags %#x, want 0", p.kind(), p.flags())
+		if p.Flags() != 0 {
+			return mqttpacket.Malformed("packet type %d with flags %#x, want 0", p.Kind(), p.Flags())
 		}
 	case packets.AUTH:
 		if version != mqtt5 {
-			return malformed("AUTH exists only in MQTT 5")
+			return mqttpacket.Malformed("AUTH exists only in MQTT 5")
 		}
-		if p.flags() != 0 {
-			return malformed("AUTH with flags %#x, want 0", p.flags())
+		if p.Flags() != 0 {
+			return mqttpacket.Malformed("AUTH with flags %#x, want 0", p.Flags())
 		}
 	case packets.CONNECT:
-		return malformed("a second CONNECT")
+		return mqttpacket.Malformed("a second CONNECT")
 	default:
-		return malformed("packet type %d may not be sent by a client", p.kind())
+		return mqttpacket.Malformed("packet type %d may not be sent by a client", p.Kind())
 	}
 	return nil
 }
@@ -177,7 +67,7 @@ type decoder struct {
 
 func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
-		d.err = malformed(format, args...)
+		d.err = mqttpacket.Malformed(format, args...)
 	}
 }
 
@@ -246,14 +136,14 @@ func (d *decoder) rawProperties(what string) []byte {
 		return nil
 	}
 	r := bytes.NewReader(d.b)
-	n, err := readVBI(r)
+	n, err := mqttpacket.ReadVBI(r)
 	if err != nil {
 		d.fail("%s length: %v", what, err)
 		return nil
 	}
-	total := vbiLen(n) + n
+	total := mqttpacket.VBILen(n) + n
 	if total > len(d.b) {
-		d.fail("%s: %d bytes announced, %d left", what, n, len(d.b)-vbiLen(n))
+		d.fail("%s: %d bytes announced, %d left", what, n, len(d.b)-mqttpacket.VBILen(n))
 		return nil
 	}
 	v := d.b[:total:total]
@@ -267,7 +157,7 @@ func (d *decoder) properties(what string, kind byte) (raw []byte, props *packets
 	if d.err != nil {
 		return nil, nil
 	}
-	props, err := decodeProperties(raw, kind)
+	props, err := mqttpacket.DecodeProperties(raw, kind)
 	if err != nil {
 		d.fail("%s: %v", what, err)
 		return nil, nil
@@ -275,60 +165,10 @@ func (d *decoder) properties(what string, kind byte) (raw []byte, props *packets
 	return raw, props
 }
 
-// decodeProperties decodes raw (length and content) with paho's decoder,
-// which must consume exactly the block.
-func decodeProperties(raw []byte, kind byte) (props *packets.Properties, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			props, err = nil, fmt.Errorf("undecodable properties: %v", r)
-		}
-	}()
-	props = &packets.Properties{}
-	buf := bytes.NewBuffer(raw)
-	if err := props.Unpack(buf, kind); err != nil {
-		return nil, err
-	}
-	if buf.Len() != 0 {
-		return nil, errors.New("a property runs past the block")
-	}
-	for _, s := range []string{props.ContentType, props.ResponseTopic, props.AssignedClientID, props.AuthMethod,
-		props.ResponseInfo, props.ServerReference, props.ReasonString} {
-		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-			return nil, errors.New("a string property is not valid UTF-8")
-		}
-	}
-	for _, u := range props.User {
-		if !utf8.ValidString(u.Key) || !utf8.ValidString(u.Value) || strings.IndexByte(u.Key+u.Value, 0) >= 0 {
-			return nil, errors.New("a user property is not valid UTF-8")
-		}
-	}
-	return props, nil
-}
-
 func (d *decoder) end(what string) {
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d bytes after the end of the %s", len(d.b), what)
 	}
-}
-
-// encoder builds a packet body.
-type encoder struct{ b []byte }
-
-func (e *encoder) byte(v byte)          { e.b = append(e.b, v) }
-func (e *encoder) uint16(v uint16)      { e.b = binary.BigEndian.AppendUint16(e.b, v) }
-func (e *encoder) raw(v []byte)         { e.b = append(e.b, v...) }
-func (e *encoder) binary(v []byte)      { e.uint16(uint16(len(v))); e.b = append(e.b, v...) }
-func (e *encoder) string(v string)      { e.uint16(uint16(len(v))); e.b = append(e.b, v...) }
-func (e *encoder) packet(h byte) []byte { return packet{header: h, body: e.b}.bytes() }
-
-// properties appends an MQTT 5 property block.
-func (e *encoder) properties(p *packets.Properties, kind byte) {
-	var b []byte
-	if p != nil {
-		b = p.Pack(kind)
-	}
-	e.b = appendVBI(e.b, len(b))
-	e.b = append(e.b, b...)
 }
 
 // errVersion is a CONNECT of a protocol version the proxy does not speak.
@@ -365,14 +205,14 @@ type connectPacket struct {
 
 // parseMQTTConnect parses a CONNECT. A well-formed CONNECT of another protocol
 // version is an errVersion.
-func parseMQTTConnect(p packet) (*connectPacket, error) {
-	if p.kind() != packets.CONNECT {
-		return nil, malformed("the first packet must be CONNECT, not type %d", p.kind())
+func parseMQTTConnect(p mqttpacket.Packet) (*connectPacket, error) {
+	if p.Kind() != packets.CONNECT {
+		return nil, mqttpacket.Malformed("the first packet must be CONNECT, not type %d", p.Kind())
 	}
-	if p.flags() != 0 {
-		return nil, malformed("CONNECT with flags %#x", p.flags())
+	if p.Flags() != 0 {
+		return nil, mqttpacket.Malformed("CONNECT with flags %#x", p.Flags())
 	}
-	d := &decoder{b: p.body}
+	d := &decoder{b: p.Body}
 	name := d.string("protocol name")
 	level := d.byte("protocol level")
 	if d.err != nil {
@@ -383,7 +223,7 @@ func parseMQTTConnect(p packet) (*connectPacket, error) {
 	case name == "MQTT" || name == "MQIsdp":
 		return nil, errVersion{name, level}
 	default:
-		return nil, malformed("protocol name %q", name)
+		return nil, mqttpacket.Malformed("protocol name %q", name)
 	}
 	c := &connectPacket{version: level}
 	flags := d.byte("connect flags")
@@ -392,7 +232,7 @@ func parseMQTTConnect(p packet) (*connectPacket, error) {
 		return nil, d.err
 	}
 	if flags&0x01 != 0 {
-		return nil, malformed("CONNECT reserved flag set")
+		return nil, mqttpacket.Malformed("CONNECT reserved flag set")
 	}
 	c.cleanStart = flags&0x02 != 0
 	c.will = flags&0x04 != 0
@@ -402,11 +242,11 @@ func parseMQTTConnect(p packet) (*connectPacket, error) {
 	c.hasUsername = flags&0x80 != 0
 	switch {
 	case c.willQoS == 3:
-		return nil, malformed("will QoS 3")
+		return nil, mqttpacket.Malformed("will QoS 3")
 	case !c.will && (c.willQoS != 0 || c.willRetain):
-		return nil, malformed("will QoS or retain without a will")
+		return nil, mqttpacket.Malformed("will QoS or retain without a will")
 	case level == mqtt311 && c.hasPassword && !c.hasUsername:
-		return nil, malformed("a password without a user name")
+		return nil, mqttpacket.Malformed("a password without a user name")
 	}
 	if level == mqtt5 {
 		_, c.props = d.properties("CONNECT properties", packets.CONNECT)
@@ -416,7 +256,7 @@ func parseMQTTConnect(p packet) (*connectPacket, error) {
 		if level == mqtt5 {
 			c.willProps = d.rawProperties("will properties")
 			if d.err == nil {
-				if props, err := decodeProperties(c.willProps, packets.CONNECT); err != nil {
+				if props, err := mqttpacket.DecodeProperties(c.willProps, packets.CONNECT); err != nil {
 					d.fail("will properties: %v", err)
 				} else if props != nil {
 					c.willRespTo = props.ResponseTopic
@@ -441,9 +281,9 @@ func parseMQTTConnect(p packet) (*connectPacket, error) {
 
 // encode is the CONNECT as it goes on the wire.
 func (c *connectPacket) encode() []byte {
-	e := &encoder{}
-	e.string("MQTT")
-	e.byte(c.version)
+	e := &mqttpacket.Encoder{}
+	e.String("MQTT")
+	e.Byte(c.version)
 	var flags byte
 	if c.cleanStart {
 		flags |= 0x02
@@ -460,26 +300,26 @@ func (c *connectPacket) encode() []byte {
 	if c.hasUsername {
 		flags |= 0x80
 	}
-	e.byte(flags)
-	e.uint16(c.keepAlive)
+	e.Byte(flags)
+	e.Uint16(c.keepAlive)
 	if c.version == mqtt5 {
-		e.properties(c.props, packets.CONNECT)
+		e.Properties(c.props, packets.CONNECT)
 	}
-	e.string(c.clientID)
+	e.String(c.clientID)
 	if c.will {
 		if c.version == mqtt5 {
-			e.raw(c.willProps)
+			e.Raw(c.willProps)
 		}
-		e.string(c.willTopic)
-		e.binary(c.willPayload)
+		e.String(c.willTopic)
+		e.Binary(c.willPayload)
 	}
 	if c.hasUsername {
-		e.string(c.username)
+		e.String(c.username)
 	}
 	if c.hasPassword {
-		e.binary(c.password)
+		e.Binary(c.password)
 	}
-	return e.packet(packets.CONNECT << 4)
+	return e.Packet(packets.CONNECT << 4)
 }
 
 // connackPacket is a parsed CONNACK.
@@ -489,11 +329,11 @@ type connackPacket struct {
 	props          *packets.Properties // MQTT 5; never nil then
 }
 
-func parseConnack(p packet, version byte) (*connackPacket, error) {
-	if p.kind() != packets.CONNACK || p.flags() != 0 {
-		return nil, malformed("the broker answered CONNECT with packet type %d", p.kind())
+func parseConnack(p mqttpacket.Packet, version byte) (*connackPacket, error) {
+	if p.Kind() != packets.CONNACK || p.Flags() != 0 {
+		return nil, mqttpacket.Malformed("the broker answered CONNECT with packet type %d", p.Kind())
 	}
-	d := &decoder{b: p.body}
+	d := &decoder{b: p.Body}
 	c := &connackPacket{}
 	flags := d.byte("acknowledge flags")
 	c.sessionPresent = flags&0x01 != 0
@@ -506,23 +346,23 @@ func parseConnack(p packet, version byte) (*connackPacket, error) {
 		return nil, d.err
 	}
 	if flags&0xFE != 0 {
-		return nil, malformed("CONNACK reserved flags set")
+		return nil, mqttpacket.Malformed("CONNACK reserved flags set")
 	}
 	return c, nil
 }
 
 func (c *connackPacket) encode(version byte) []byte {
-	e := &encoder{}
+	e := &mqttpacket.Encoder{}
 	if c.sessionPresent {
-		e.byte(1)
+		e.Byte(1)
 	} else {
-		e.byte(0)
+		e.Byte(0)
 	}
-	e.byte(c.reason)
+	e.Byte(c.reason)
 	if version == mqtt5 {
-		e.properties(c.props, packets.CONNACK)
+		e.Properties(c.props, packets.CONNACK)
 	}
-	return e.packet(packets.CONNACK << 4)
+	return e.Packet(packets.CONNACK << 4)
 }
 
 // publishPacket is what the proxy reads of a PUBLISH: its header, not its
@@ -536,25 +376,25 @@ type publishPacket struct {
 	respTo string // MQTT 5: its Response Topic
 }
 
-func parsePublish(p packet, version byte) (*publishPacket, error) {
-	if p.kind() != packets.PUBLISH {
-		return nil, malformed("not a PUBLISH")
+func parsePublish(p mqttpacket.Packet, version byte) (*publishPacket, error) {
+	if p.Kind() != packets.PUBLISH {
+		return nil, mqttpacket.Malformed("not a PUBLISH")
 	}
-	f := p.flags()
+	f := p.Flags()
 	pub := &publishPacket{qos: f >> 1 & 0x03, retain: f&0x01 != 0}
 	dup := f&0x08 != 0
 	switch {
 	case pub.qos == 3:
-		return nil, malformed("PUBLISH with QoS 3")
+		return nil, mqttpacket.Malformed("PUBLISH with QoS 3")
 	case pub.qos == 0 && dup:
-		return nil, malformed("PUBLISH with QoS 0 and DUP set")
+		return nil, mqttpacket.Malformed("PUBLISH with QoS 0 and DUP set")
 	}
-	d := &decoder{b: p.body}
+	d := &decoder{b: p.Body}
 	pub.topic = d.string("topic name")
 	if pub.qos > 0 {
 		pub.id = d.uint16("packet identifier")
 		if d.err == nil && pub.id == 0 {
-			return nil, malformed("PUBLISH with packet identifier 0")
+			return nil, mqttpacket.Malformed("PUBLISH with packet identifier 0")
 		}
 	}
 	if version == mqtt5 {
@@ -583,7 +423,7 @@ func readPublishHead(r io.Reader, n int, qos byte, buf []byte) (head, name []byt
 		idLen = 2
 	}
 	if qos == 3 || n < 2+idLen {
-		return nil, nil, 0, malformed("the broker's PUBLISH with QoS %d and %d bytes", qos, n)
+		return nil, nil, 0, mqttpacket.Malformed("the broker's PUBLISH with QoS %d and %d bytes", qos, n)
 	}
 	head = append(buf[:0], 0, 0)
 	if _, err := io.ReadFull(r, head); err != nil {
@@ -592,7 +432,7 @@ func readPublishHead(r io.Reader, n int, qos byte, buf []byte) (head, name []byt
 	topicLen := int(binary.BigEndian.Uint16(head))
 	size := 2 + topicLen + idLen
 	if size > n {
-		return nil, nil, 0, malformed("the broker's PUBLISH is shorter than its topic name")
+		return nil, nil, 0, mqttpacket.Malformed("the broker's PUBLISH is shorter than its topic name")
 	}
 	head = slices.Grow(head, size-2)[:size]
 	if _, err := io.ReadFull(r, head[2:]); err != nil {
@@ -617,14 +457,14 @@ type subscribePacket struct {
 	subs  []subscription
 }
 
-func parseSubscribe(p packet, version byte) (*subscribePacket, error) {
-	if p.kind() != packets.SUBSCRIBE || p.flags() != 0x2 {
-		return nil, malformed("SUBSCRIBE with flags %#x, want 0x2", p.flags())
+func parseSubscribe(p mqttpacket.Packet, version byte) (*subscribePacket, error) {
+	if p.Kind() != packets.SUBSCRIBE || p.Flags() != 0x2 {
+		return nil, mqttpacket.Malformed("SUBSCRIBE with flags %#x, want 0x2", p.Flags())
 	}
-	d := &decoder{b: p.body}
+	d := &decoder{b: p.Body}
 	s := &subscribePacket{id: d.uint16("packet identifier")}
 	if d.err == nil && s.id == 0 {
-		return nil, malformed("SUBSCRIBE with packet identifier 0")
+		return nil, mqttpacket.Malformed("SUBSCRIBE with packet identifier 0")
 	}
 	if version == mqtt5 {
 		s.props, _ = d.properties("SUBSCRIBE properties", packets.SUBSCRIBE)
@@ -636,13 +476,13 @@ func parseSubscribe(p packet, version byte) (*subscribePacket, error) {
 		}
 		switch {
 		case sub.options&0x03 == 3:
-			return nil, malformed("subscription QoS 3")
+			return nil, mqttpacket.Malformed("subscription QoS 3")
 		case version == mqtt311 && sub.options&0xFC != 0:
-			return nil, malformed("reserved subscription option bits set")
+			return nil, mqttpacket.Malformed("reserved subscription option bits set")
 		case version == mqtt5 && sub.options&0xC0 != 0:
-			return nil, malformed("reserved subscription option bits set")
+			return nil, mqttpacket.Malformed("reserved subscription option bits set")
 		case version == mqtt5 && sub.options>>4&0x03 == 3:
-			return nil, malformed("retain handling 3")
+			return nil, mqttpacket.Malformed("retain handling 3")
 		}
 		s.subs = append(s.subs, sub)
 	}
@@ -650,22 +490,22 @@ func parseSubscribe(p packet, version byte) (*subscribePacket, error) {
 		return nil, d.err
 	}
 	if len(s.subs) == 0 {
-		return nil, malformed("SUBSCRIBE without a topic filter")
+		return nil, mqttpacket.Malformed("SUBSCRIBE without a topic filter")
 	}
 	return s, nil
 }
 
 func (s *subscribePacket) encode(version byte) []byte {
-	e := &encoder{}
-	e.uint16(s.id)
+	e := &mqttpacket.Encoder{}
+	e.Uint16(s.id)
 	if version == mqtt5 {
-		e.raw(s.props)
+		e.Raw(s.props)
 	}
 	for _, sub := range s.subs {
-		e.string(sub.filter)
-		e.byte(sub.options)
+		e.String(sub.filter)
+		e.Byte(sub.options)
 	}
-	return e.packet(packets.SUBSCRIBE<<4 | 0x2)
+	return e.Packet(packets.SUBSCRIBE<<4 | 0x2)
 }
 
 // unsubscribePacket is a parsed UNSUBSCRIBE.
@@ -675,14 +515,14 @@ type unsubscribePacket struct {
 	filters []string
 }
 
-func parseUnsubscribe(p packet, version byte) (*unsubscribePacket, error) {
-	if p.kind() != packets.UNSUBSCRIBE || p.flags() != 0x2 {
-		return nil, malformed("UNSUBSCRIBE with flags %#x, want 0x2", p.flags())
+func parseUnsubscribe(p mqttpacket.Packet, version byte) (*unsubscribePacket, error) {
+	if p.Kind() != packets.UNSUBSCRIBE || p.Flags() != 0x2 {
+		return nil, mqttpacket.Malformed("UNSUBSCRIBE with flags %#x, want 0x2", p.Flags())
 	}
-	d := &decoder{b: p.body}
+	d := &decoder{b: p.Body}
 	u := &unsubscribePacket{id: d.uint16("packet identifier")}
 	if d.err == nil && u.id == 0 {
-		return nil, malformed("UNSUBSCRIBE with packet identifier 0")
+		return nil, mqttpacket.Malformed("UNSUBSCRIBE with packet identifier 0")
 	}
 	if version == mqtt5 {
 		u.props, _ = d.properties("UNSUBSCRIBE properties", packets.UNSUBSCRIBE)
@@ -694,25 +534,25 @@ func parseUnsubscribe(p packet, version byte) (*unsubscribePacket, error) {
 		return nil, d.err
 	}
 	if len(u.filters) == 0 {
-		return nil, malformed("UNSUBSCRIBE without a topic filter")
+		return nil, mqttpacket.Malformed("UNSUBSCRIBE without a topic filter")
 	}
 	return u, nil
 }
 
 func (u *unsubscribePacket) encode(version byte) []byte {
-	e := &encoder{}
-	e.uint16(u.id)
+	e := &mqttpacket.Encoder{}
+	e.Uint16(u.id)
 	if version == mqtt5 {
 		if len(u.props) == 0 {
-			e.byte(0)
+			e.Byte(0)
 		} else {
-			e.raw(u.props)
+			e.Raw(u.props)
 		}
 	}
 	for _, f := range u.filters {
-		e.string(f)
+		e.String(f)
 	}
-	return e.packet(packets.UNSUBSCRIBE<<4 | 0x2)
+	return e.Packet(packets.UNSUBSCRIBE<<4 | 0x2)
 }
 
 // subackPacket is a parsed SUBACK.
@@ -722,11 +562,11 @@ type subackPacket struct {
 	reasons []byte
 }
 
-func parseSuback(p packet, version byte) (*subackPacket, error) {
-	if p.kind() != packets.SUBACK || p.flags() != 0 {
-		return nil, malformed("not a SUBACK")
+func parseSuback(p mqttpacket.Packet, version byte) (*subackPacket, error) {
+	if p.Kind() != packets.SUBACK || p.Flags() != 0 {
+		return nil, mqttpacket.Malformed("not a SUBACK")
 	}
-	d := &decoder{b: p.body}
+	d := &decoder{b: p.Body}
 	s := &subackPacket{id: d.uint16("packet identifier")}
 	if version == mqtt5 {
 		s.props = d.rawProperties("SUBACK properties")
@@ -739,31 +579,31 @@ func parseSuback(p packet, version byte) (*subackPacket, error) {
 }
 
 func (s *subackPacket) encode(version byte) []byte {
-	e := &encoder{}
-	e.uint16(s.id)
+	e := &mqttpacket.Encoder{}
+	e.Uint16(s.id)
 	if version == mqtt5 {
 		if len(s.props) == 0 {
-			e.byte(0)
+			e.Byte(0)
 		} else {
-			e.raw(s.props)
+			e.Raw(s.props)
 		}
 	}
-	e.raw(s.reasons)
-	return e.packet(packets.SUBACK << 4)
+	e.Raw(s.reasons)
+	return e.Packet(packets.SUBACK << 4)
 }
 
 // ackPacket encodes a PUBACK or PUBREC (kind) refusing a publish; MQTT 5
 // only. reason, when not empty, becomes the Reason String.
 func ackPacket(kind byte, id uint16, code byte, reason string) []byte {
-	e := &encoder{}
-	e.uint16(id)
-	e.byte(code)
+	e := &mqttpacket.Encoder{}
+	e.Uint16(id)
+	e.Byte(code)
 	var props *packets.Properties
 	if reason != "" {
 		props = &packets.Properties{ReasonString: reason}
 	}
-	e.properties(props, kind)
-	return e.packet(kind << 4)
+	e.Properties(props, kind)
+	return e.Packet(kind << 4)
 }
 
 // idPacket encodes a packet of a fixed header and a packet identifier
@@ -775,14 +615,14 @@ func idPacket(kind byte, id uint16) []byte {
 
 // disconnectPacket encodes an MQTT 5 DISCONNECT from the server.
 func disconnectPacket(code byte, reason string) []byte {
-	e := &encoder{}
-	e.byte(code)
+	e := &mqttpacket.Encoder{}
+	e.Byte(code)
 	var props *packets.Properties
 	if reason != "" {
 		props = &packets.Properties{ReasonString: reason}
 	}
-	e.properties(props, packets.DISCONNECT)
-	return e.packet(packets.DISCONNECT << 4)
+	e.Properties(props, packets.DISCONNECT)
+	return e.Packet(packets.DISCONNECT << 4)
 }
 
 // reasonString shortens a message to fit a Reason String.

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 )
 
 // pahoBytes encodes a packet with paho's own encoder, the reference for MQTT 5.
@@ -22,11 +24,11 @@ func pahoBytes(t testing.TB, cp *packets.ControlPacket) []byte {
 	return b.Bytes()
 }
 
-func readOne(t testing.TB, b []byte) packet {
+func readOne(t testing.TB, b []byte) mqttpacket.Packet {
 	t.Helper()
-	p, err := readPacket(bufio.NewReader(bytes.NewReader(b)), maxVBI)
+	p, err := mqttpacket.ReadPacket(bufio.NewReader(bytes.NewReader(b)), mqttpacket.MaxVBI)
 	if err != nil {
-		t.Fatalf("readPacket(% x): %v", b, err)
+		t.Fatalf("mqttpacket.ReadPacket(% x): %v", b, err)
 	}
 	return p
 }
@@ -40,21 +42,21 @@ func TestReadPacketFraming(t *testing.T) {
 	}{
 		{"pingreq", []byte{0xC0, 0}, 10, nil},
 		{"two-byte length", append([]byte{0x30, 0x80, 0x01}, make([]byte, 128)...), 1000, nil},
-		{"over the limit", append([]byte{0x30, 0x80, 0x01}, make([]byte, 128)...), 130, errTooLarge},
+		{"over the limit", append([]byte{0x30, 0x80, 0x01}, make([]byte, 128)...), 130, mqttpacket.ErrTooLarge},
 		{"exactly the limit", append([]byte{0x30, 0x80, 0x01}, make([]byte, 128)...), 131, nil},
-		{"non-minimal length", []byte{0xC0, 0x80, 0x00}, 10, errMalformed},
-		{"five-byte length", []byte{0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01}, maxVBI, errMalformed},
+		{"non-minimal length", []byte{0xC0, 0x80, 0x00}, 10, mqttpacket.ErrMalformed},
+		{"five-byte length", []byte{0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01}, mqttpacket.MaxVBI, mqttpacket.ErrMalformed},
 		{"truncated body", []byte{0x30, 5, 0, 1}, 10, io.ErrUnexpectedEOF},
 		{"truncated length", []byte{0x30, 0x80}, 10, io.ErrUnexpectedEOF},
 		{"nothing", nil, 10, io.EOF},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := readPacket(bufio.NewReader(bytes.NewReader(c.in)), c.max)
+			p, err := mqttpacket.ReadPacket(bufio.NewReader(bytes.NewReader(c.in)), c.max)
 			if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
 				t.Fatalf("err = %v, want %v", err, c.want)
 			}
-			if err == nil && !bytes.Equal(p.bytes(), c.in) {
-				t.Errorf("bytes() = % x, want the input % x", p.bytes(), c.in)
+			if err == nil && !bytes.Equal(p.Bytes(), c.in) {
+				t.Errorf("bytes() = % x, want the input % x", p.Bytes(), c.in)
 			}
 		})
 	}
@@ -112,16 +114,16 @@ func TestParseConnect(t *testing.T) {
 			}
 		})
 	}
-	bad("reserved flag", func(b []byte) []byte { b[9] |= 1; return b }, errMalformed)
-	bad("password without user name", func(b []byte) []byte { b[9] = 0x42; return b[:len(b)-3] }, errMalformed)
-	bad("will QoS without will", func(b []byte) []byte { b[9] |= 0x08; return b }, errMalformed)
-	bad("trailing byte", func(b []byte) []byte { return append(b, 0) }, errMalformed)
-	bad("truncated", func(b []byte) []byte { return b[:len(b)-1] }, errMalformed)
-	bad("protocol name", func(b []byte) []byte { b[4] = 'X'; return b }, errMalformed)
+	bad("reserved flag", func(b []byte) []byte { b[9] |= 1; return b }, mqttpacket.ErrMalformed)
+	bad("password without user name", func(b []byte) []byte { b[9] = 0x42; return b[:len(b)-3] }, mqttpacket.ErrMalformed)
+	bad("will QoS without will", func(b []byte) []byte { b[9] |= 0x08; return b }, mqttpacket.ErrMalformed)
+	bad("trailing byte", func(b []byte) []byte { return append(b, 0) }, mqttpacket.ErrMalformed)
+	bad("truncated", func(b []byte) []byte { return b[:len(b)-1] }, mqttpacket.ErrMalformed)
+	bad("protocol name", func(b []byte) []byte { b[4] = 'X'; return b }, mqttpacket.ErrMalformed)
 	bad("level 3", func(b []byte) []byte { b[8] = 3; return b }, errVersion{})
-	bad("client id not UTF-8", func(b []byte) []byte { b[14] = 0xFF; return b }, errMalformed)
-	bad("client id with U+0000", func(b []byte) []byte { b[14] = 0; return b }, errMalformed)
-	bad("not CONNECT", func(b []byte) []byte { b[0] = 0x30; return b }, errMalformed)
+	bad("client id not UTF-8", func(b []byte) []byte { b[14] = 0xFF; return b }, mqttpacket.ErrMalformed)
+	bad("client id with U+0000", func(b []byte) []byte { b[14] = 0; return b }, mqttpacket.ErrMalformed)
+	bad("not CONNECT", func(b []byte) []byte { b[0] = 0x30; return b }, mqttpacket.ErrMalformed)
 
 	mqtt31 := []byte{0x10, 0, 0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 3, 0x02, 0, 60, 0, 2, 'i', 'd'}
 	mqtt31[1] = byte(len(mqtt31) - 2)
@@ -175,7 +177,7 @@ func TestParseSubscribe(t *testing.T) {
 	} {
 		b := mutate(bytes.Clone(v4))
 		b[1] = byte(len(b) - 2)
-		if _, err := parseSubscribe(readOne(t, b), mqtt311); !errors.Is(err, errMalformed) {
+		if _, err := parseSubscribe(readOne(t, b), mqtt311); !errors.Is(err, mqttpacket.ErrMalformed) {
 			t.Errorf("%s: err = %v, want malformed", name, err)
 		}
 	}
@@ -200,13 +202,13 @@ func TestParsePublish(t *testing.T) {
 	for name, header := range map[string]byte{"QoS 3": 0x36, "DUP on QoS 0": 0x38} {
 		b := bytes.Clone(v4)
 		b[0] = header
-		if _, err := parsePublish(readOne(t, b), mqtt311); !errors.Is(err, errMalformed) {
+		if _, err := parsePublish(readOne(t, b), mqtt311); !errors.Is(err, mqttpacket.ErrMalformed) {
 			t.Errorf("%s: err = %v", name, err)
 		}
 	}
 	b := bytes.Clone(v4)
 	b[8] = 0 // packet id 0
-	if _, err := parsePublish(readOne(t, b), mqtt311); !errors.Is(err, errMalformed) {
+	if _, err := parsePublish(readOne(t, b), mqtt311); !errors.Is(err, mqttpacket.ErrMalformed) {
 		t.Errorf("packet id 0: err = %v", err)
 	}
 }
@@ -275,12 +277,12 @@ func FuzzClientPackets(f *testing.F) {
 		}
 		r := bufio.NewReader(bytes.NewReader(data))
 		for range 8 {
-			p, err := readPacket(r, 4096)
+			p, err := mqttpacket.ReadPacket(r, 4096)
 			if err != nil {
 				return
 			}
 			_ = checkFixedHeader(p, version)
-			switch p.kind() {
+			switch p.Kind() {
 			case packets.CONNECT:
 				c, err := parseMQTTConnect(p)
 				if err != nil {

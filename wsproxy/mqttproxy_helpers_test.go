@@ -18,8 +18,8 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/acl"
 	"github.com/mqttbridge/mqttbridge/bridge/mqtt"
-	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 	"github.com/mqttbridge/mqttbridge/internal/auth"
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
@@ -67,27 +67,16 @@ func newProxyEnv(t *testing.T, brokerURL string, mod func(*MQTTConfig, *bridge.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := memory.New(memory.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc := bridge.Config{Store: store, Authorizer: acl.ACL{}}
+	bc := bridge.Config{Authorizer: acl.ACL{}}
 	d, err := mqtt.NewDialer(mqtt.Config{URL: brokerURL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := MQTTConfig{Dial: d.Dial, Topics: []string{prefix + "/#"}, Authenticator: authn, ConnectTimeout: 5 * time.Second}
+	cfg := MQTTConfig{Dial: d.Dial, Broker: "test", Authenticator: authn, ConnectTimeout: 5 * time.Second}
 	if mod != nil {
 		mod(&cfg, &bc)
 	}
-	b, err := bridge.New(bc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AddRoute(bridge.Route{Filters: []string{prefix + "/#"}, Upstream: nopUpstream{}}); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Bridge = b
+	cfg.Bridge, _ = testenv.NewBridge(t, bc, bridge.Route{Filters: []string{prefix + "/#"}, Upstream: nopUpstream{}})
 	s, err := NewMQTT(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +89,6 @@ func newProxyEnv(t *testing.T, brokerURL string, mod func(*MQTTConfig, *bridge.C
 			t.Errorf("Shutdown: %v", err)
 		}
 		hs.Close()
-		store.Close()
 	})
 	return &proxyEnv{url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/mqtt", broker: brokerURL, prefix: prefix, srv: s, http: hs}
 }
@@ -113,7 +101,7 @@ type client struct {
 	in  *bufio.Reader
 	sub string // the negotiated subprotocol
 
-	queued []packet // PUBLISHes that arrived while another packet was awaited
+	queued []mqttpacket.Packet // PUBLISHes that arrived while another packet was awaited
 }
 
 // dial opens the proxy with the API key (none when empty), offering the
@@ -163,26 +151,26 @@ func (c *client) sendPaho(cp *packets.ControlPacket) {
 }
 
 // recv reads the next packet within 5 s.
-func (c *client) recv() (packet, error) {
+func (c *client) recv() (mqttpacket.Packet, error) {
 	_ = c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	return readPacket(c.in, maxVBI)
+	return mqttpacket.ReadPacket(c.in, mqttpacket.MaxVBI)
 }
 
 // mustRecv returns the next packet of that kind; PUBLISHes that come
 // first are kept for nextPublish.
-func (c *client) mustRecv(kind byte) packet {
+func (c *client) mustRecv(kind byte) mqttpacket.Packet {
 	c.t.Helper()
 	for {
 		p, err := c.recv()
 		if err != nil {
 			c.t.Fatalf("waiting for packet type %d: %v", kind, err)
 		}
-		if p.kind() == packets.PUBLISH && kind != packets.PUBLISH {
+		if p.Kind() == packets.PUBLISH && kind != packets.PUBLISH {
 			c.queued = append(c.queued, p)
 			continue
 		}
-		if p.kind() != kind {
-			c.t.Fatalf("got packet type %d (% x), want %d", p.kind(), p.bytes(), kind)
+		if p.Kind() != kind {
+			c.t.Fatalf("got packet type %d (% x), want %d", p.Kind(), p.Bytes(), kind)
 		}
 		return p
 	}
@@ -192,9 +180,9 @@ func (c *client) mustRecv(kind byte) packet {
 func (c *client) recvPaho(kind byte) packets.Packet {
 	c.t.Helper()
 	p := c.mustRecv(kind)
-	cp, err := packets.ReadPacket(bytes.NewReader(p.bytes()))
+	cp, err := packets.ReadPacket(bytes.NewReader(p.Bytes()))
 	if err != nil {
-		c.t.Fatalf("paho cannot read % x: %v", p.bytes(), err)
+		c.t.Fatalf("paho cannot read % x: %v", p.Bytes(), err)
 	}
 	return cp.Content
 }
@@ -243,24 +231,24 @@ func (c *client) connect311(cid string, keepAlive uint16, will *publishPacket, w
 	}
 	c.send(cp.encode())
 	p := c.mustRecv(packets.CONNACK)
-	if len(p.body) != 2 {
-		c.t.Fatalf("3.1.1 CONNACK % x", p.bytes())
+	if len(p.Body) != 2 {
+		c.t.Fatalf("3.1.1 CONNACK % x", p.Bytes())
 	}
-	return p.body[1]
+	return p.Body[1]
 }
 
 func publish311(topic string, qos byte, id uint16, retain bool, payload string) []byte {
-	e := &encoder{}
-	e.string(topic)
+	e := &mqttpacket.Encoder{}
+	e.String(topic)
 	if qos > 0 {
-		e.uint16(id)
+		e.Uint16(id)
 	}
-	e.raw([]byte(payload))
+	e.Raw([]byte(payload))
 	h := byte(packets.PUBLISH<<4) | qos<<1
 	if retain {
 		h |= 1
 	}
-	return e.packet(h)
+	return e.Packet(h)
 }
 
 func subscribe311(id uint16, qos byte, filters ...string) []byte {
@@ -293,7 +281,7 @@ func subscribe5(id uint16, filters ...string) *packets.ControlPacket {
 func (c *client) nextPublish(version byte) (topic, payload string, qos byte) {
 	c.t.Helper()
 	for {
-		var p packet
+		var p mqttpacket.Packet
 		if len(c.queued) > 0 {
 			p, c.queued = c.queued[0], c.queued[1:]
 		} else {
@@ -302,14 +290,14 @@ func (c *client) nextPublish(version byte) (topic, payload string, qos byte) {
 				c.t.Fatalf("waiting for a PUBLISH: %v", err)
 			}
 		}
-		if p.kind() != packets.PUBLISH {
+		if p.Kind() != packets.PUBLISH {
 			continue
 		}
 		pub, err := parsePublish(p, version)
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		d := &decoder{b: p.body}
+		d := &decoder{b: p.Body}
 		d.string("topic")
 		if pub.qos > 0 {
 			d.uint16("id")

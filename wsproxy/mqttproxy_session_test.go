@@ -17,6 +17,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
@@ -30,7 +31,7 @@ type connectSpy struct {
 
 func (s *connectSpy) Write(b []byte) (int, error) {
 	s.once.Do(func() {
-		p, err := readPacket(bufio.NewReader(bytes.NewReader(b)), maxVBI)
+		p, err := mqttpacket.ReadPacket(bufio.NewReader(bytes.NewReader(b)), mqttpacket.MaxVBI)
 		if err != nil {
 			return
 		}
@@ -159,11 +160,11 @@ func TestMQTTProxyResumedSessionRevoked(t *testing.T) {
 			}
 			in := bufio.NewReader(conn)
 			for {
-				p, err := readPacket(in, maxVBI)
+				p, err := mqttpacket.ReadPacket(in, mqttpacket.MaxVBI)
 				if err != nil {
 					t.Fatalf("the broker session: %v", err)
 				}
-				if p.kind() != packets.PUBLISH {
+				if p.Kind() != packets.PUBLISH {
 					continue
 				}
 				pub, err := parsePublish(p, version)

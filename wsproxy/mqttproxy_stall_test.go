@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 )
 
 // stalledBroker is a broker stand-in: it answers CONNECT with CONNACK, sends
@@ -43,7 +44,7 @@ func stalledBroker(t *testing.T, topic *atomic.Pointer[string]) string {
 			}
 			wg.Go(func() {
 				defer conn.Close()
-				p, err := readPacket(bufio.NewReader(conn), maxVBI)
+				p, err := mqttpacket.ReadPacket(bufio.NewReader(conn), mqttpacket.MaxVBI)
 				if err != nil {
 					return
 				}
@@ -52,14 +53,14 @@ func stalledBroker(t *testing.T, topic *atomic.Pointer[string]) string {
 					return
 				}
 				out := (&connackPacket{props: &packets.Properties{}}).encode(cp.version)
-				out = appendVBI(append(out, packets.PUBLISH<<4), 100_000)
-				e := &encoder{b: out}
-				e.string(*topic.Load())
+				out = mqttpacket.AppendVBI(append(out, packets.PUBLISH<<4), 100_000)
+				e := &mqttpacket.Encoder{B: out}
+				e.String(*topic.Load())
 				if cp.version == mqtt5 {
-					e.byte(0) // no properties
+					e.Byte(0) // no properties
 				}
-				e.raw(bytes.Repeat([]byte{'x'}, 8000-len(e.b)))
-				if _, err := conn.Write(e.b); err != nil {
+				e.Raw(bytes.Repeat([]byte{'x'}, 8000-len(e.B)))
+				if _, err := conn.Write(e.B); err != nil {
 					return
 				}
 				<-stop

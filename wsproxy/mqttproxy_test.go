@@ -136,7 +136,7 @@ func TestMQTTProxyV5(t *testing.T) {
 	var ce *websocket.CloseError
 	switch {
 	case err == nil:
-		t.Errorf("after the client's DISCONNECT: packet % x", p2.bytes())
+		t.Errorf("after the client's DISCONNECT: packet % x", p2.Bytes())
 	case !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure:
 		t.Errorf("after the client's DISCONNECT: %v, want close 1000", err)
 	}
@@ -154,16 +154,16 @@ func TestMQTTProxyV311(t *testing.T) {
 		t.Fatalf("CONNACK %d", rc)
 	}
 	c.send(subscribe311(1, 1, bob+"/#", alice+"/#"))
-	if p := c.mustRecv(packets.SUBACK); !bytes.Equal(p.body, []byte{0, 1, 0x80, 1}) {
-		t.Fatalf("SUBACK % x, want 00 01 80 01", p.body)
+	if p := c.mustRecv(packets.SUBACK); !bytes.Equal(p.Body, []byte{0, 1, 0x80, 1}) {
+		t.Fatalf("SUBACK % x, want 00 01 80 01", p.Body)
 	}
 	c.send(subscribe311(2, 0, bob+"/#"))
-	if p := c.mustRecv(packets.SUBACK); !bytes.Equal(p.body, []byte{0, 2, 0x80}) {
-		t.Fatalf("SUBACK % x, want 00 02 80", p.body)
+	if p := c.mustRecv(packets.SUBACK); !bytes.Equal(p.Body, []byte{0, 2, 0x80}) {
+		t.Fatalf("SUBACK % x, want 00 02 80", p.Body)
 	}
 	c.send(publish311(alice+"/a", 1, 5, true, "kept"))
-	if p := c.mustRecv(packets.PUBACK); !bytes.Equal(p.body, []byte{0, 5}) {
-		t.Errorf("PUBACK % x", p.body)
+	if p := c.mustRecv(packets.PUBACK); !bytes.Equal(p.Body, []byte{0, 5}) {
+		t.Errorf("PUBACK % x", p.Body)
 	}
 	t.Cleanup(func() { testenv.Publish(t, e.broker, bridge.Message{Topic: alice + "/a", QoS: 1, Retain: true}) })
 	if m := testenv.NextMessage(t, seen, 5*time.Second); m.Topic != alice+"/a" || !m.Retain || string(m.Payload) != "kept" {
@@ -275,7 +275,7 @@ func TestMQTTProxyClientIDIsolation(t *testing.T) {
 	alive := func(c *client) bool {
 		c.sendPaho(packets.NewControlPacket(packets.PINGREQ))
 		p, err := c.recv()
-		return err == nil && p.kind() == packets.PINGRESP
+		return err == nil && p.Kind() == packets.PINGRESP
 	}
 	a1 := connect(aliceKey)
 	b1 := connect(bobKey)
@@ -412,8 +412,8 @@ func TestMQTTProxyMalformed(t *testing.T) {
 		b := []byte{0x10, 0, 0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 3, 0x02, 0, 60, 0, 2, 'i', 'd'}
 		b[1] = byte(len(b) - 2)
 		cl.send(b)
-		if p := cl.mustRecv(packets.CONNACK); !bytes.Equal(p.body, []byte{0, 1}) {
-			t.Errorf("CONNACK % x, want 00 01 (unacceptable protocol version)", p.body)
+		if p := cl.mustRecv(packets.CONNACK); !bytes.Equal(p.Body, []byte{0, 1}) {
+			t.Errorf("CONNACK % x, want 00 01 (unacceptable protocol version)", p.Body)
 		}
 	})
 }
@@ -592,7 +592,7 @@ func TestMQTTProxyCredentials(t *testing.T) {
 		cp := &connectPacket{version: mqtt311, cleanStart: true, keepAlive: 30, clientID: "cred",
 			hasUsername: user != "", username: user, hasPassword: pass != "", password: []byte(pass)}
 		c.send(cp.encode())
-		return c.mustRecv(packets.CONNACK).body[1]
+		return c.mustRecv(packets.CONNACK).Body[1]
 	}
 	own := newProxyEnv(t, m.URL, func(c *MQTTConfig, _ *bridge.Config) { c.Username, c.Password = "bridge", "bridge-pw" })
 	if rc := connect(own, "", ""); rc != 0 {
@@ -613,8 +613,8 @@ func TestMQTTProxyCredentials(t *testing.T) {
 // limitOnce refuses the first n publishes, asking to retry after 100 ms.
 type limitOnce struct{ n atomic.Int32 }
 
-func (l *limitOnce) Allow(bridge.Identity, bridge.Action) error {
-	if l.n.Add(-1) >= 0 {
+func (l *limitOnce) Allow(_ bridge.Identity, a bridge.Action) error {
+	if a == bridge.ActionPublish && l.n.Add(-1) >= 0 {
 		return &bridge.Error{Code: bridge.ECodeRateLimited, RetryAfter: 100 * time.Millisecond, Message: "slow down"}
 	}
 	return nil
@@ -625,7 +625,7 @@ func (l *limitOnce) Allow(bridge.Identity, bridge.Action) error {
 func TestMQTTProxyRateLimit(t *testing.T) {
 	lim := &limitOnce{}
 	lim.n.Store(3)
-	e := newProxyEnv(t, testenv.MosquittoURL(t), func(c *MQTTConfig, _ *bridge.Config) { c.Limiter = lim })
+	e := newProxyEnv(t, testenv.MosquittoURL(t), func(_ *MQTTConfig, b *bridge.Config) { b.Limiter = lim })
 	c := e.dial(t, aliceKey)
 	if rc := c.connect311("rate", 30, nil, ""); rc != 0 {
 		t.Fatalf("CONNACK %d", rc)

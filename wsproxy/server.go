@@ -31,10 +31,9 @@ const (
 
 // Config configures the WebSocket endpoint. Zero values get the defaults.
 type Config struct {
-	// Bridge does the work; required.
+	// Bridge does the work, and keeps sessions between connections
+	// (Resume, Checkpoint); required.
 	Bridge *bridge.Bridge
-	// Sessions keeps sessions between connections; required.
-	Sessions bridge.Sessions
 	// ReadLimit is the largest frame a client may send, in bytes; default
 	// 64 KiB.
 	ReadLimit int64
@@ -96,8 +95,8 @@ type Server struct {
 
 // New returns the WebSocket endpoint.
 func New(cfg Config) (*Server, error) {
-	if cfg.Bridge == nil || cfg.Sessions == nil {
-		return nil, errors.New("wsproxy: Config.Bridge and Config.Sessions are required")
+	if cfg.Bridge == nil {
+		return nil, errors.New("wsproxy: Config.Bridge is required")
 	}
 	if cfg.ReadLimit <= 0 {
 		cfg.ReadLimit = 64 << 10
@@ -270,7 +269,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // writeErr answers a refused handshake: 401 (with WWW-Authenticate), 403,
-// 429 or 503 (with Retry-After), or 400 for anything else the client sent.
+// 429 or 503 (with Retry-After: the store, or the ticket store, is down), or
+// 400 for anything else the client sent.
 func writeErr(w http.ResponseWriter, err error) {
 	d, _ := wire.Detail(err)
 	status := http.StatusBadRequest
@@ -287,7 +287,7 @@ func writeErr(w http.ResponseWriter, err error) {
 			secs = int((e.RetryAfter + time.Second - 1) / time.Second)
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-	case bridge.ECodeStoreUnavailable:
+	case bridge.ECodeStoreUnavailable: // the store or the ticket store is down
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "1")
 	case bridge.ECodeInternal:

@@ -50,18 +50,29 @@ func newWSEnv(t *testing.T, wrap func(net.Conn) net.Conn) *wsEnv {
 // newWSEnvConfig is newWSEnv with mod applied to the server's Config.
 func newWSEnvConfig(t *testing.T, wrap func(net.Conn) net.Conn, mod func(*Config)) *wsEnv {
 	t.Helper()
+	return newWSEnvBridge(t, wrap, nil, mod)
+}
+
+// newWSEnvBridge is newWSEnvConfig with modBridge applied to the bridge's
+// Config.
+func newWSEnvBridge(t *testing.T, wrap func(net.Conn) net.Conn, modBridge func(*bridge.Config), mod func(*Config)) *wsEnv {
+	t.Helper()
 	store, err := memory.New(memory.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := bridge.New(bridge.Config{Store: store})
+	bc := bridge.Config{Store: store, Sessions: memory.NewSessions()}
+	if modBridge != nil {
+		modBridge(&bc)
+	}
+	b, err := bridge.New(bc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := b.AddRoute(bridge.Route{Filters: []string{"t/#"}, Upstream: wsUpstream{}}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Bridge: b, Sessions: memory.NewSessions()}
+	cfg := Config{Bridge: b}
 	if mod != nil {
 		mod(&cfg)
 	}

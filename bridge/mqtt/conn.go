@@ -123,6 +123,10 @@ type Config struct {
 	QueueSize int
 	// Logger receives the Conn's logs; default: discard.
 	Logger *slog.Logger
+
+	// testHookConnectionUp, set by tests, runs first in onConnectionUp:
+	// autopaho's goroutine late to be scheduled.
+	testHookConnectionUp func()
 }
 
 // Conn is one connection to an MQTT v5 broker. It implements bridge.Upstream.
@@ -457,14 +461,10 @@ func (c *Conn) notifyLocked() {
 	c.changed = make(chan struct{})
 }
 
-// testHookConnectionUp, set by tests while no Conn runs, runs first in
-// onConnectionUp: autopaho's goroutine late to be scheduled.
-var testHookConnectionUp func()
-
 // onConnectionUp is called by autopaho (which must not be blocked) once the
 // CONNACK succeeded.
 func (c *Conn) onConnectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
-	if h := testHookConnectionUp; h != nil {
+	if h := c.cfg.testHookConnectionUp; h != nil {
 		h()
 	}
 	c.mu.Lock()
@@ -521,7 +521,7 @@ func (c *Conn) onConnectError(err error) {
 	c.lastErr = err.Error()
 	var ce *autopaho.ConnackError
 	if errors.As(err, &ce) {
-		c.lastErr = fmt.Sprintf("the broker refused the connection: reason 0x%02X %s", ce.ReasonCode, connackReasonName(ce.ReasonCode))
+		c.lastErr = fmt.Sprintf("the broker refused the connection: reason 0x%02X %s", ce.ReasonCode, bridge.ReasonName(ce.ReasonCode))
 		if ce.Reason != "" {
 			c.lastErr += ": " + ce.Reason
 		}
@@ -584,86 +584,13 @@ func (l pahoLogger) Printf(format string, v ...any) {
 	}
 }
 
+// disconnectReasonName is the MQTT 5 name of a DISCONNECT reason code.
 func disconnectReasonName(code byte) string {
 	switch code {
 	case 0x00:
 		return "normal disconnection"
 	case 0x04:
 		return "disconnect with will message"
-	case 0x80:
-		return "unspecified error"
-	case 0x81:
-		return "malformed packet"
-	case 0x82:
-		return "protocol error"
-	case 0x83:
-		return "implementation specific error"
-	case 0x87:
-		return "not authorized"
-	case 0x89:
-		return "server busy"
-	case 0x8B:
-		return "server shutting down"
-	case 0x8D:
-		return "keep alive timeout"
-	case 0x8E:
-		return "session taken over"
-	case 0x93:
-		return "receive maximum exceeded"
-	case 0x95:
-		return "packet too large"
-	case 0x96:
-		return "message rate too high"
-	case 0x97:
-		return "quota exceeded"
-	case 0x98:
-		return "administrative action"
-	case 0x9C:
-		return "use another server"
-	case 0x9D:
-		return "server moved"
-	case 0xA2:
-		return "wildcard subscriptions not supported"
 	}
-	return "unknown reason"
-}
-
-func connackReasonName(code byte) string {
-	switch code {
-	case 0x80:
-		return "unspecified error"
-	case 0x81:
-		return "malformed packet"
-	case 0x82:
-		return "protocol error"
-	case 0x83:
-		return "implementation specific error"
-	case 0x84:
-		return "unsupported protocol version"
-	case 0x85:
-		return "client identifier not valid"
-	case 0x86:
-		return "bad user name or password"
-	case 0x87:
-		return "not authorized"
-	case 0x88:
-		return "server unavailable"
-	case 0x89:
-		return "server busy"
-	case 0x8A:
-		return "banned"
-	case 0x8C:
-		return "bad authentication method"
-	case 0x95:
-		return "packet too large"
-	case 0x97:
-		return "quota exceeded"
-	case 0x9C:
-		return "use another server"
-	case 0x9D:
-		return "server moved"
-	case 0x9F:
-		return "connection rate exceeded"
-	}
-	return "unknown reason"
+	return bridge.ReasonName(code)
 }

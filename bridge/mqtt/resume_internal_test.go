@@ -70,8 +70,7 @@ func TestResumedBacklogIsAcknowledged(t *testing.T) {
 
 	// Resume it with autopaho's goroutine late to announce the connection,
 	// as on a busy machine.
-	testHookConnectionUp = func() { time.Sleep(100 * time.Millisecond) }
-	defer func() { testHookConnectionUp = nil }()
+	cfg.testHookConnectionUp = func() { time.Sleep(100 * time.Millisecond) }
 	first.Store(false)
 	handled.Store(0)
 	c = open()

@@ -271,17 +271,8 @@ func (c *Conn) dispatch() {
 
 // subackReasonName is the MQTT v5 name of a SUBACK reason code.
 func subackReasonName(code byte) string {
-	switch code {
-	case 0x00, 0x01, 0x02:
+	if code <= 0x02 {
 		return fmt.Sprintf("granted QoS %d", code)
-	case 0x8F:
-		return "topic filter invalid"
-	case 0x9E:
-		return "shared subscriptions not supported"
-	case 0xA1:
-		return "subscription identifiers not supported"
-	case 0xA2:
-		return "wildcard subscriptions not supported"
 	}
 	return bridge.ReasonName(code)
 }

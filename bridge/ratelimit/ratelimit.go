@@ -29,11 +29,13 @@ type Config struct {
 	// Read limits reads (bridge.ActionSubscribe): last values, list pages,
 	// and each stream, WebSocket or long-poll connection.
 	Read Rate
+	// Ticket is the rate of POST /v1/tickets (AllowTicket).
+	Ticket Rate
 	// IdleTTL drops the bucket of an identity idle this long; default 10m.
 	IdleTTL time.Duration
 }
 
-// Limiter limits publishes, requests and reads per identity.
+// Limiter limits publishes, requests, reads and tickets per identity.
 type Limiter struct {
 	cfg  Config
 	now  func() time.Time
@@ -74,6 +76,8 @@ func (l *Limiter) Allow(id bridge.Identity, action bridge.Action) error {
 		r = l.cfg.Request
 	case bridge.ActionSubscribe:
 		r, what = l.cfg.Read, "reads"
+	case actionTicket:
+		r = l.cfg.Ticket
 	}
 	if r.PerSecond <= 0 || id.IsAnonymous() {
 		return nil
@@ -101,6 +105,13 @@ func (l *Limiter) Allow(id bridge.Identity, action bridge.Action) error {
 	}
 	return nil
 }
+
+// actionTicket is no bridge.Action: it names the ticket buckets.
+const actionTicket bridge.Action = "ticket"
+
+// AllowTicket takes a token from id's ticket bucket (Config.Ticket), or
+// returns an *bridge.Error with ECodeRateLimited and RetryAfter.
+func (l *Limiter) AllowTicket(id bridge.Identity) error { return l.Allow(id, actionTicket) }
 
 // sweepLocked drops idle buckets, at most once per IdleTTL.
 func (l *Limiter) sweepLocked(now time.Time) {

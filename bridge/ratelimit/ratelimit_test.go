@@ -109,3 +109,27 @@ func TestLimiterKinds(t *testing.T) {
 		}
 	}
 }
+
+// Tickets have buckets of their own, per identity key: an API key and a
+// JWT subject of one name do not share one.
+func TestTicketRate(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := New(Config{Publish: Rate{PerSecond: 100}, Ticket: Rate{PerSecond: 1, Burst: 2}})
+	l.now = func() time.Time { return now }
+	key, jwt := bridge.Identity{Name: "alice", Kind: bridge.KindAPIKey}, bridge.Identity{Name: "alice", Kind: bridge.KindJWT}
+	for i := range 2 {
+		if err := l.AllowTicket(key); err != nil {
+			t.Fatalf("ticket %d within the burst: %v", i, err)
+		}
+	}
+	err := l.AllowTicket(key)
+	if e, ok := err.(*bridge.Error); !ok || e.Code != bridge.ECodeRateLimited || e.RetryAfter <= 0 || !strings.Contains(e.Message, "tickets per second") {
+		t.Fatalf("the 3rd ticket: %v", err)
+	}
+	if err := l.AllowTicket(jwt); err != nil {
+		t.Errorf("the JWT subject alice: %v", err)
+	}
+	if err := l.Allow(key, bridge.ActionPublish); err != nil {
+		t.Errorf("publishes are not tickets: %v", err)
+	}
+}

@@ -58,7 +58,7 @@ func startLogged(tb testing.TB, change func(*config.Config), logs *testenv.SyncB
 	if err := cfg.Validate(); err != nil {
 		tb.Fatalf("config: %v", err)
 	}
-	var w io.Writer = tbWriter{tb}
+	var w io.Writer = newTBWriter(tb)
 	if logs != nil {
 		w = io.MultiWriter(w, logs)
 	}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/mqttbridge/mqttbridge"
 	"github.com/mqttbridge/mqttbridge/internal/apitest"
+	"github.com/mqttbridge/mqttbridge/internal/config"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
+	"github.com/mqttbridge/mqttbridge/web"
 )
 
 // credential is one column of the matrix: the headers sent, and the topic
@@ -69,7 +71,8 @@ func ws(t *testing.T, in *instance, root string, header []string) int {
 
 // Every endpoint answers every kind of credential with the exact status:
 // 401 for none or bad ones, 403 for a good one on a topic it may not use,
-// success for a good one on its own topics. Health and readiness never
+// success for a good one on its own topics. Health and readiness, and the
+// console's files and the spec (auth.public_console, on by default), never
 // need credentials; unknown paths do.
 func TestAuthMatrix(t *testing.T) {
 	logs := &testenv.SyncBuffer{}
@@ -135,6 +138,8 @@ func TestAuthMatrix(t *testing.T) {
 				got := e.call(t, in, root, c.header)
 				var want int
 				switch {
+				case public(strings.TrimPrefix(e.name, "GET ")):
+					want = http.StatusOK
 				case c.root == "":
 					want = http.StatusUnauthorized
 				case strings.HasSuffix(c.name, "denied"):
@@ -161,7 +166,7 @@ func TestAuthMatrix(t *testing.T) {
 		method, path := r[0], r[1]
 		p := strings.NewReplacer("{topic}", "users/alice/x", "{name}", "hook", "{id}", "1-0").Replace(path)
 		want := http.StatusUnauthorized
-		if path == "/healthz" || path == "/readyz" {
+		if path == "/healthz" || path == "/readyz" || public(path) {
 			want = http.StatusOK
 		}
 		req, _ := http.NewRequest(strings.ToUpper(method), in.base+p, nil)
@@ -191,4 +196,40 @@ func TestAuthMatrix(t *testing.T) {
 	}
 }
 
+// public reports whether path is served without credentials by default:
+// the console's files and the spec (they hold no data).
+func public(path string) bool {
+	return slices.Contains(web.Paths(), path) || path == "/openapi.yaml"
+}
+
 func decodeInto(b []byte, v any) error { return jsonUnmarshal(string(b), v) }
+
+// With API keys or JWTs the console opens on its sign-in page, served
+// without credentials (it holds no data); auth.public_console: false puts
+// it behind credentials, and without authentication there is no sign-in.
+func TestConsoleSignInPage(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		change func(*config.Config)
+		status int
+		signIn bool
+	}{
+		{"auth on", withAuth, http.StatusOK, true},
+		{"auth on, public_console false", func(c *config.Config) { withAuth(c); c.Auth.PublicConsole = false }, http.StatusUnauthorized, false},
+		{"auth off", nil, http.StatusOK, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := startWith(t, c.change)
+			in.waitReady(t)
+			for _, path := range web.Paths() {
+				resp, body := in.doBad(t, http.MethodGet, path, nil)
+				if resp.StatusCode != c.status {
+					t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, c.status)
+				}
+				if path == "/" && strings.Contains(string(body), `data-auth="required"`) != c.signIn {
+					t.Errorf("GET /: sign-in page %v, want %v", !c.signIn, c.signIn)
+				}
+			}
+		})
+	}
+}

@@ -55,7 +55,16 @@ func TestAuthWebSocketFrames(t *testing.T) {
 		t.Fatalf("alice got %v, want a message to acknowledge", f)
 	}
 	a.ws.Close()
-	time.Sleep(200 * time.Millisecond) // the session is saved when the connection ends
+	eventually(t, "alice's session saved", func() string { // when the connection ends
+		s, err := in.Bridge.Resume(t.Context(), session)
+		if err != nil {
+			return err.Error()
+		}
+		if err := in.Bridge.Checkpoint(t.Context(), s, time.Minute); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
 	bob, _ := in.wsConnectAuth(t, "session="+session, bearer(token(t, "bob", nil))...)
 	sawError := false
 	for {

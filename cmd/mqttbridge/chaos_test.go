@@ -70,19 +70,7 @@ func TestChaos(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	subs := []*rollSub{
-		{name: "ws qos1 A", kind: subWSQoS1, chaos: true},
-		{name: "ws qos1 B", kind: subWSQoS1, chaos: true},
-		{name: "ws qos0 C", kind: subWSQoS0, chaos: true},
-		{name: "sse D", kind: subSSE, chaos: true},
-		{name: "sse E", kind: subSSE, chaos: true},
-	}
-	for i, s := range subs {
-		s.init()
-		wg.Add(1)
-		go func() { defer wg.Done(); s.run(ctx, f, rot, &rs, i%len(f.bridges)) }()
-	}
-	probe(t, f, subs)
+	subs := startSubs(t, ctx, &wg, f, rot, &rs, true)
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var loadWG sync.WaitGroup

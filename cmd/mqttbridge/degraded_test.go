@@ -144,7 +144,7 @@ func TestRedisLogLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := runInstance(t, cfg, slog.New(slog.NewJSONHandler(io.MultiWriter(tbWriter{t}, &logs), nil)))
+	in := runInstance(t, cfg, slog.New(slog.NewJSONHandler(io.MultiWriter(newTBWriter(t), &logs), nil)))
 	// Every request dials Redis (and go-redis retries): dozens a second.
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
 		in.do(t, "GET", "/readyz", nil)

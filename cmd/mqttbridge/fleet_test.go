@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	redisstore "github.com/mqttbridge/mqttbridge/bridge/store/redis"
 	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
@@ -23,6 +24,7 @@ import (
 type fleet struct {
 	mq       *testenv.Mosquitto
 	redis    *testenv.Process
+	redisURL string
 	bridges  []*testenv.Process
 	mqttPort int
 }
@@ -36,11 +38,12 @@ func startFleet(t *testing.T, n int, durableRedis bool) *fleet {
 // always on).
 func startFleetWith(t *testing.T, n int, durableRedis bool, mq testenv.MosquittoOptions) *fleet {
 	t.Helper()
+	testenv.Long(t, "a fleet of bridge processes")
 	mq.PersistenceDir = t.TempDir()
 	f := &fleet{mq: testenv.StartMosquitto(t, mq)}
 	f.mqttPort = f.mq.Port
-	var redisURL string
-	f.redis, redisURL = testenv.StartRedis(t, durableRedis)
+	f.redis, f.redisURL = testenv.StartRedis(t, durableRedis)
+	redisURL := f.redisURL
 	conf := t.TempDir() + "/fleet.yaml"
 	yaml := "mqtt:\n  ingest_lease: 2s\n  keepalive: 5s\n  reconnect_max: 1s\nhistory:\n  size: 100000\n"
 	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
@@ -340,9 +343,6 @@ func TestFleetClientInstanceKilled(t *testing.T) {
 // HTTP still works, and ingest catches up from the broker's session with
 // nothing lost.
 func TestFleetRedisOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes 20 s")
-	}
 	f := startFleet(t, 2, true)
 	var h history
 	subscribeInto(t, f.bridges[0].Addr, &h)
@@ -351,21 +351,23 @@ func TestFleetRedisOutage(t *testing.T) {
 		pub.publish(t)
 	}
 	f.redis.Stop()
-	time.Sleep(time.Second)
-	resp, err := http.Get("http://" + f.bridges[1].Addr + "/readyz")
+	eventually(t, "readyz with Redis down: 503 naming the store", func() string {
+		resp, err := http.Get("http://" + f.bridges[1].Addr + "/readyz")
+		if err != nil {
+			return err.Error()
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || !strings.Contains(string(body), "store") {
+			return fmt.Sprint(resp.StatusCode, " ", string(body))
+		}
+		return ""
+	})
+	resp, err := http.Post("http://"+f.bridges[1].Addr+"/v1/topics/f/seq", "text/plain", strings.NewReader("101"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 503 || !strings.Contains(string(body), "store") {
-		t.Fatalf("readyz with Redis down: %d %s", resp.StatusCode, body)
-	}
-	resp, err = http.Post("http://"+f.bridges[1].Addr+"/v1/topics/f/seq", "text/plain", strings.NewReader("101"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("HTTP publish with Redis down: %d %s", resp.StatusCode, body)
@@ -413,6 +415,36 @@ func TestFleetBrokerRestart(t *testing.T) {
 
 var _ = sort.Ints
 
+// sessionSaved waits until the fleet's Redis holds the WebSocket session id
+// with pending unacknowledged messages (it takes the session and puts it
+// back as it was).
+func (f *fleet) sessionSaved(t *testing.T, id string, pending int) {
+	t.Helper()
+	client, err := redisstore.NewUniversalClient(redisstore.ClientConfig{URL: f.redisURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	st, err := redisstore.New(client, redisstore.Config{KeyPrefix: "mqttbridge:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions := st.Sessions()
+	eventually(t, "session saved", func() string {
+		s, err := sessions.Take(t.Context(), id)
+		if err != nil {
+			return err.Error()
+		}
+		if err := sessions.Save(t.Context(), s, time.Minute); err != nil {
+			return err.Error()
+		}
+		if len(s.Pending) != pending {
+			return fmt.Sprintf("%d pending", len(s.Pending))
+		}
+		return ""
+	})
+}
+
 // A QoS 1 WebSocket session survives the kill -9 of its instance: on
 // another instance it resumes with its subscription and gets back the
 // messages it had not acknowledged.
@@ -445,7 +477,7 @@ func TestFleetSessionSurvivesKill(t *testing.T) {
 		}
 	}
 	_ = ws.WriteJSON(map[string]any{"type": "ack", "ids": ids[:1]}) // the second stays pending
-	time.Sleep(time.Second)                                         // the session is saved within half a second
+	f.sessionSaved(t, welcome.Session, 1)                           // checkpointed within half a second
 	f.bridges[victim].Kill()
 
 	ws2, _, err := websocket.DefaultDialer.Dial("ws://"+f.bridges[survivor].Addr+"/v1/ws?session="+welcome.Session+"&last_id="+ids[1], nil)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +56,7 @@ func startWith(tb testing.TB, change func(*config.Config), args ...string) *inst
 	if change != nil {
 		change(&cfg)
 	}
-	return runInstance(tb, cfg, slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	return runInstance(tb, cfg, slog.New(slog.NewTextHandler(newTBWriter(tb), &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
 // runInstance runs Main with cfg, logging to logger, and closes it when
@@ -96,10 +97,33 @@ func runInstance(tb testing.TB, cfg config.Config, logger *slog.Logger) *instanc
 	}
 }
 
-type tbWriter struct{ tb testing.TB }
+// tbWriter logs to the test until it ends: a hijacked connection's
+// handler may log its request line after Main.Close has returned, and
+// testing panics on a log after the test.
+type tbWriter struct {
+	tb   testing.TB
+	mu   *sync.Mutex
+	done *bool
+}
+
+// newTBWriter must be made before the instance whose logs it takes, so that
+// it stops after the instance's Close (cleanups run last first).
+func newTBWriter(tb testing.TB) tbWriter {
+	w := tbWriter{tb: tb, mu: new(sync.Mutex), done: new(bool)}
+	tb.Cleanup(func() {
+		w.mu.Lock()
+		*w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
 
 func (w tbWriter) Write(p []byte) (int, error) {
-	w.tb.Log(strings.TrimRight(string(p), "\n"))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !*w.done {
+		w.tb.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 

@@ -25,7 +25,7 @@ func (m *Main) startMQTTProxy(br config.Broker) (http.Handler, error) {
 	s, err := wsproxy.NewMQTT(wsproxy.MQTTConfig{
 		Bridge:          m.Bridge,
 		Dial:            d.Dial,
-		Topics:          br.Topics,
+		Broker:          br.Name,
 		PassCredentials: cfg.MQTTProxy.Credentials == "client",
 		Username:        d.Username,
 		Password:        d.Password,
@@ -35,7 +35,6 @@ func (m *Main) startMQTTProxy(br config.Broker) (http.Handler, error) {
 		WriteTimeout:    time.Duration(cfg.WS.WriteTimeout),
 		AllowedOrigins:  cfg.WS.AllowedOrigins,
 		Authenticator:   m.sec.forWS(),
-		Limiter:         m.sec.limiter,
 		Logger:          m.Logger.With("component", "mqtt-proxy", "broker", br.Name),
 	})
 	if err != nil {

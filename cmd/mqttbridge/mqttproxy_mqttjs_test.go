@@ -24,14 +24,14 @@ import (
 // says why, without node or `make web-deps`.
 func TestMQTTJS(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("SKIPPED: node is not installed, so MQTT.js is not tested through /mqtt. Install Node.js 20+ and run `make web-deps`.")
+		testenv.SkipMissing(t, "node is not installed, so MQTT.js is not tested through /mqtt. Install Node.js 20+ and run `make web-deps`.")
 	}
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "web", "e2e", "node_modules", "mqtt", "package.json")); err != nil {
-		t.Skip("SKIPPED: the npm package mqtt is not installed in web/e2e, so MQTT.js is not tested through /mqtt. Run `make web-deps`.")
+		testenv.SkipMissing(t, "the npm package mqtt is not installed in web/e2e, so MQTT.js is not tested through /mqtt. Run `make web-deps`.")
 	}
 	m := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
 	const aliceKey, bobKey = "mbk_alice-0123456789", "mbk_bob-0123456789"
@@ -84,8 +84,9 @@ func TestMQTTJS(t *testing.T) {
 	if s := string(out); !strings.Contains(s, "pass 16") || !strings.Contains(s, "skipped 0") {
 		t.Errorf("expected 16 passing MQTT.js tests and none skipped")
 	}
-	// The broker saw every client id behind its identity's name.
-	for _, who := range []string{"alice", "bob"} {
+	// The broker saw every client id behind its identity's key (API keys:
+	// "key:<name>", see docs/security.md).
+	for _, who := range []string{"key:alice", "key:bob"} {
 		if !strings.Contains(m.Log(), " as "+who+"/") {
 			t.Errorf("Mosquitto's log has no client id starting with %s/", who)
 		}

@@ -241,6 +241,7 @@ func TestGracefulShutdownDrains(t *testing.T) {
 // Close releases the ingest lease: a second instance on the same Redis
 // takes it over long before the lease could have expired.
 func TestShutdownReleasesIngestLease(t *testing.T) {
+	testenv.Long(t, "waiting 10-15 s for the second instance's lease retry")
 	mq := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
 	_, redisURL := testenv.StartRedis(t, false)
 	const ttl = 30 * time.Second // the old lease expires no sooner than 20s after Close

@@ -66,20 +66,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 
-	subs := []*rollSub{
-		{name: "ws qos1 A", kind: subWSQoS1},
-		{name: "ws qos1 B", kind: subWSQoS1},
-		{name: "ws qos0 C", kind: subWSQoS0},
-		{name: "sse D", kind: subSSE},
-		{name: "sse E", kind: subSSE},
-	}
-	for i, s := range subs {
-		s.init()
-		wg.Add(1)
-		go func() { defer wg.Done(); s.run(ctx, f, rot, &rs, i%len(f.bridges)) }()
-	}
-	// Every subscription is live once each subscriber has seen a probe.
-	probe(t, f, subs)
+	subs := startSubs(t, ctx, &wg, f, rot, &rs, false)
 
 	// The load: both publishers run until stopLoad, whatever happens.
 	loadCtx, stopLoad := context.WithCancel(ctx)
@@ -418,6 +405,29 @@ const (
 	subWSQoS0                // filter and last_id in the URL
 	subSSE                   // Last-Event-ID
 )
+
+// startSubs starts the five subscribers of the rolling and chaos runs
+// (two WebSocket QoS 1 sessions, a WebSocket with filter and last_id, two
+// SSE streams), spread over the instances, and returns once every
+// subscription is live (each has seen a probe). They run until ctx ends.
+func startSubs(t *testing.T, ctx context.Context, wg *sync.WaitGroup, f *fleet, rot *rotation, rs *restarts, chaos bool) []*rollSub {
+	t.Helper()
+	subs := []*rollSub{
+		{name: "ws qos1 A", kind: subWSQoS1},
+		{name: "ws qos1 B", kind: subWSQoS1},
+		{name: "ws qos0 C", kind: subWSQoS0},
+		{name: "sse D", kind: subSSE},
+		{name: "sse E", kind: subSSE},
+	}
+	for i, s := range subs {
+		s.chaos = chaos
+		s.init()
+		wg.Add(1)
+		go func() { defer wg.Done(); s.run(ctx, f, rot, rs, i%len(f.bridges)) }()
+	}
+	probe(t, f, subs)
+	return subs
+}
 
 // rollSub is one subscriber and what it received: per topic a history
 // (lost, duplicated, reordered payloads), plus the checks on ids.

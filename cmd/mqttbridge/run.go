@@ -108,6 +108,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	b, err := bridge.New(bridge.Config{
 		Store:      m.store,
+		Sessions:   m.sessions,
 		Authorizer: sec.authorizer,
 		Limiter:    sec.limiter,
 		Limits:     sec.limits,
@@ -152,7 +153,6 @@ func (m *Main) Run(ctx context.Context) error {
 
 	ws, err := wsproxy.New(wsproxy.Config{
 		Bridge:         b,
-		Sessions:       m.sessions,
 		ReadLimit:      int64(cfg.WS.ReadLimit),
 		QueueMessages:  cfg.WS.QueueMessages,
 		QueueBytes:     int(cfg.WS.QueueBytes),
@@ -185,7 +185,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Heartbeat:   time.Duration(cfg.HTTP.SSEHeartbeat),
 		WebSocket:   ws,
 		MQTT:        mqttHandler,
-		Web:         web.Handler(),
+		Web:         m.webConsole(),
 		WebPaths:    web.Paths(),
 		Logger:      log,
 

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/acl"
 	"github.com/mqttbridge/mqttbridge/bridge/ratelimit"
+	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
+	redisstore "github.com/mqttbridge/mqttbridge/bridge/store/redis"
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/auth"
 	"github.com/mqttbridge/mqttbridge/internal/config"
@@ -52,7 +55,15 @@ func (m *Main) buildSecurity() (_ *security, err error) {
 		},
 	}
 	if a := cfg.Auth; a.Enabled() {
-		ac := auth.Config{TicketTTL: time.Duration(a.TicketTTL), Logger: m.Logger.With("component", "auth")}
+		ac := auth.Config{
+			TicketTTL: time.Duration(a.TicketTTL), TicketsPerIdentity: a.TicketsPerIdentity,
+			TicketRate: ratelimit.Rate{PerSecond: a.TicketRate, Burst: a.TicketBurst},
+			Tickets:    memory.NewTickets(),
+			Logger:     m.Logger.With("component", "auth"),
+		}
+		if st, ok := m.store.(*redisstore.Store); ok {
+			ac.Tickets = st.Tickets() // any instance of the fleet redeems a ticket, once
+		}
 		for _, k := range a.APIKeys {
 			ac.APIKeys = append(ac.APIKeys, auth.APIKey{Name: k.Name, SHA256: k.SHA256, Rules: rules(k.Rules)})
 		}
@@ -128,8 +139,15 @@ func (s *security) forWS() wsproxy.Authenticator {
 	return s.authn
 }
 
+// webConsole serves the console; with API keys or JWTs configured it
+// opens on a sign-in page (a browser's client certificate needs none).
+func (m *Main) webConsole() http.Handler {
+	a := m.Config.Auth
+	return web.Handler(web.Options{SignIn: len(a.APIKeys) > 0 || len(a.JWT.Algorithms) > 0})
+}
+
 // publicPaths are served without credentials: the console page, its
-// scripts and the spec, when auth.public_console is set.
+// scripts and the spec, when auth.public_console is set (the default).
 func (m *Main) publicPaths() []string {
 	if !m.Config.Auth.PublicConsole {
 		return nil

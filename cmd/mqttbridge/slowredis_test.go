@@ -45,6 +45,7 @@ func historyPayloads(tb testing.TB, addr, keyPrefix string) []string {
 // ingest client out nor see it leave, and every message must be in the
 // history exactly once, in order.
 func TestSlowRedisKeepsIngestConnected(t *testing.T) {
+	testenv.Long(t, "several keep-alive periods against a slowed Redis")
 	mq := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
 	ru, err := url.Parse(testenv.RedisURL(t))
 	if err != nil {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mqttbridge/mqttbridge/bridge"
 	"github.com/mqttbridge/mqttbridge/bridge/acl"
+	"github.com/mqttbridge/mqttbridge/bridge/ratelimit"
 )
 
 // QueryParam is the query parameter that carries a credential where
@@ -35,8 +37,17 @@ type Config struct {
 	// TicketTTL is how long a ticket from IssueTicket stays valid; default
 	// 30s.
 	TicketTTL time.Duration
-	// MaxTickets bounds the tickets outstanding at once; default 100000.
-	MaxTickets int
+	// TicketsPerIdentity bounds the tickets one identity holds at once
+	// (issued, not redeemed, not expired), across every instance that
+	// shares Tickets; default 100.
+	TicketsPerIdentity int
+	// TicketRate is how fast one identity may get tickets, at this
+	// instance; default 10 per second, burst 20.
+	TicketRate ratelimit.Rate
+	// Tickets keeps the tickets: the memory store's (in this process) or
+	// the Redis store's (any instance redeems a ticket that any issued).
+	// Nil: no tickets are issued.
+	Tickets bridge.Tickets
 	// Logger; default discards. Credentials never reach it.
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -68,11 +79,11 @@ func HashKey(key string) string {
 
 // Authenticator authenticates requests. It is safe for concurrent use.
 type Authenticator struct {
-	cfg     Config
-	keys    map[[32]byte]*APIKey
-	jwt     *jwtVerifier
-	tickets *tickets
-	log     *slog.Logger
+	cfg        Config
+	keys       map[[32]byte]*APIKey
+	jwt        *jwtVerifier
+	ticketRate *ratelimit.Limiter
+	log        *slog.Logger
 }
 
 // New checks cfg and returns an Authenticator.
@@ -86,8 +97,11 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.TicketTTL <= 0 {
 		cfg.TicketTTL = 30 * time.Second
 	}
-	if cfg.MaxTickets <= 0 {
-		cfg.MaxTickets = 100000
+	if cfg.TicketsPerIdentity <= 0 {
+		cfg.TicketsPerIdentity = 100
+	}
+	if cfg.TicketRate.PerSecond <= 0 {
+		cfg.TicketRate = ratelimit.Rate{PerSecond: 10, Burst: 20}
 	}
 	if len(cfg.APIKeys) == 0 && cfg.JWT == nil && cfg.ClientCert == nil {
 		return nil, errors.New("auth: no API keys, JWT or client certificates configured")
@@ -123,7 +137,7 @@ func New(cfg Config) (*Authenticator, error) {
 		}
 		a.jwt = v
 	}
-	a.tickets = newTickets(cfg.TicketTTL, cfg.MaxTickets, cfg.Now)
+	a.ticketRate = ratelimit.New(ratelimit.Config{Ticket: cfg.TicketRate})
 	return a, nil
 }
 
@@ -171,7 +185,7 @@ func (a *Authenticator) authenticate(r *http.Request, allowQuery bool) (bridge.I
 		if !strings.EqualFold(scheme, "Bearer") {
 			return bridge.Identity{}, unauthorized("the Authorization header must be \"Bearer <token>\"")
 		}
-		return a.token(strings.TrimSpace(token), allowQuery)
+		return a.token(r.Context(), strings.TrimSpace(token), allowQuery)
 	}
 	if h := r.Header.Values(HeaderAPIKey); len(h) > 0 {
 		if len(h) > 1 {
@@ -184,7 +198,7 @@ func (a *Authenticator) authenticate(r *http.Request, allowQuery bool) (bridge.I
 			if len(q) > 1 {
 				return bridge.Identity{}, unauthorized("more than one %s parameter", QueryParam)
 			}
-			return a.token(q[0], true)
+			return a.token(r.Context(), q[0], true)
 		}
 	}
 	if a.cfg.ClientCert != nil && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 {
@@ -199,7 +213,7 @@ func (a *Authenticator) authenticate(r *http.Request, allowQuery bool) (bridge.I
 }
 
 // token authenticates a bearer token: a ticket, a JWT or an API key.
-func (a *Authenticator) token(tok string, ticketsOK bool) (bridge.Identity, error) {
+func (a *Authenticator) token(ctx context.Context, tok string, ticketsOK bool) (bridge.Identity, error) {
 	switch {
 	case tok == "":
 		return bridge.Identity{}, unauthorized("empty token")
@@ -207,9 +221,11 @@ func (a *Authenticator) token(tok string, ticketsOK bool) (bridge.Identity, erro
 		if !ticketsOK {
 			return bridge.Identity{}, unauthorized("tickets are accepted only by GET /v1/ws and GET /v1/stream")
 		}
-		return a.tickets.redeem(tok)
+		return a.redeemTicket(ctx, tok)
 	case a.jwt != nil && strings.Count(tok, ".") == 2:
 		return a.jwt.verify(tok)
+	case a.jwt != nil && len(a.keys) == 0:
+		return bridge.Identity{}, unauthorized("invalid token: not a JWT (three base64url parts separated by dots)")
 	}
 	return a.apiKey(tok)
 }
@@ -217,6 +233,9 @@ func (a *Authenticator) token(tok string, ticketsOK bool) (bridge.Identity, erro
 func (a *Authenticator) apiKey(key string) (bridge.Identity, error) {
 	if key == "" {
 		return bridge.Identity{}, unauthorized("empty API key")
+	}
+	if len(a.keys) == 0 {
+		return bridge.Identity{}, unauthorized("this server accepts no API keys (auth.api_keys is empty): send a JWT as Authorization: Bearer <token>")
 	}
 	k, ok := a.keys[sha256.Sum256([]byte(key))]
 	if !ok {
@@ -228,13 +247,13 @@ func (a *Authenticator) apiKey(key string) (bridge.Identity, error) {
 // IssueTicket returns a one-time ticket that authenticates as id on
 // GET /v1/ws and GET /v1/stream (as access_token) until it expires, within
 // TicketTTL. The connection it opens still ends when id's own credentials
-// expire. Tickets live in this process: redeem them at the instance that
-// issued them.
-func (a *Authenticator) IssueTicket(id bridge.Identity) (string, time.Time, error) {
+// expire. Over id's TicketRate or TicketsPerIdentity it is an *bridge.Error
+// with ECodeRateLimited and RetryAfter; other identities are not affected.
+func (a *Authenticator) IssueTicket(ctx context.Context, id bridge.Identity) (string, time.Time, error) {
 	if id.IsAnonymous() {
 		return "", time.Time{}, unauthorized("credentials required to get a ticket")
 	}
-	return a.tickets.issue(id)
+	return a.issueTicket(ctx, id)
 }
 
 // TicketTTL is how long tickets stay valid.

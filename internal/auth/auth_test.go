@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +26,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/bridge/ratelimit"
+	"github.com/mqttbridge/mqttbridge/bridge/store/memory"
 )
 
 var (
@@ -76,7 +80,8 @@ func newAuth(tb testing.TB, mod func(*Config)) *Authenticator {
 			ClientIDClaim: "cid", RulesClaim: "mqtt",
 			Rules: bridge.Rules{Subscribe: []string{"users/%u/#"}},
 		},
-		Now: func() time.Time { return t0 },
+		Tickets: memory.NewTickets(),
+		Now:     func() time.Time { return t0 },
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -244,8 +249,9 @@ func jwkOf(kid string, k *ecdsa.PrivateKey) map[string]string {
 func TestTickets(t *testing.T) {
 	now := t0
 	a := newAuth(t, func(c *Config) { c.Now = func() time.Time { return now }; c.TicketTTL = 30 * time.Second })
-	alice := bridge.Identity{Name: "alice", Rules: &bridge.Rules{Subscribe: []string{"#"}}, Expires: t0.Add(time.Hour)}
-	tk, exp, err := a.IssueTicket(alice)
+	alice := bridge.Identity{Name: "alice", Kind: bridge.KindAPIKey, Rules: &bridge.Rules{Subscribe: []string{"#"}}, Expires: t0.Add(time.Hour)}
+	ctx := t.Context()
+	tk, exp, err := a.IssueTicket(ctx, alice)
 	if err != nil || !exp.Equal(t0.Add(30*time.Second)) || !strings.HasPrefix(tk, TicketPrefix) {
 		t.Fatalf("IssueTicket: %q %v %v", tk, exp, err)
 	}
@@ -254,32 +260,85 @@ func TestTickets(t *testing.T) {
 		t.Fatal("a ticket worked outside /v1/ws and /v1/stream")
 	}
 	id, err := a.Authenticate(httptest.NewRequest(http.MethodGet, "/v1/ws?access_token="+tk, nil), true)
-	if err != nil || id.Name != "alice" || !id.Expires.Equal(alice.Expires) {
+	if err != nil || id.Key() != alice.Key() || !id.Expires.Equal(alice.Expires) {
 		t.Fatalf("redeem: %+v %v", id, err)
 	}
-	if _, err := a.Authenticate(httptest.NewRequest(http.MethodGet, "/v1/ws?access_token="+tk, nil), true); err == nil {
-		t.Fatal("a ticket worked twice")
-	}
-	tk2, _, _ := a.IssueTicket(alice)
-	now = now.Add(30 * time.Second)
-	if _, err := a.Authenticate(httptest.NewRequest(http.MethodGet, "/v1/stream?access_token="+tk2, nil), true); err == nil {
-		t.Fatal("an expired ticket worked")
+	if _, err := a.Authenticate(httptest.NewRequest(http.MethodGet, "/v1/ws?access_token="+tk, nil), true); bridge.ErrorCode(err) != bridge.ECodeUnauthorized {
+		t.Fatalf("a ticket worked twice: %v", err)
 	}
 	// A ticket never outlives the credentials it was issued for.
 	short := alice
 	short.Expires = now.Add(5 * time.Second)
-	if _, exp, _ := a.IssueTicket(short); !exp.Equal(short.Expires) {
+	if _, exp, _ := a.IssueTicket(ctx, short); !exp.Equal(short.Expires) {
 		t.Errorf("ticket expiry %v, want the credentials' %v", exp, short.Expires)
 	}
-	if _, _, err := a.IssueTicket(bridge.Identity{}); bridge.ErrorCode(err) != bridge.ECodeUnauthorized {
+	if _, _, err := a.IssueTicket(ctx, bridge.Identity{}); bridge.ErrorCode(err) != bridge.ECodeUnauthorized {
 		t.Errorf("a ticket for the anonymous caller: %v", err)
 	}
-	b := newAuth(t, func(c *Config) { c.MaxTickets = 1 })
-	if _, _, err := b.IssueTicket(alice); err != nil {
-		t.Fatal(err)
+}
+
+// One identity at its bound or over its rate is refused with a 429 and
+// Retry-After; another identity, a namesake of another kind included, is not.
+func TestTicketLimits(t *testing.T) {
+	ctx := t.Context()
+	alice, bob := bridge.Identity{Name: "alice", Kind: bridge.KindAPIKey}, bridge.Identity{Name: "bob", Kind: bridge.KindAPIKey}
+	jwtAlice := bridge.Identity{Name: "alice", Kind: bridge.KindJWT}
+	tooMany := func(a *Authenticator, what, want string) {
+		t.Helper()
+		_, _, err := a.IssueTicket(ctx, alice)
+		var e *bridge.Error
+		if !errors.As(err, &e) || e.Code != bridge.ECodeRateLimited || e.RetryAfter <= 0 || !strings.Contains(e.Message, want) {
+			t.Fatalf("%s: %v, want rate_limited with RetryAfter saying %q", what, err, want)
+		}
+		for _, other := range []bridge.Identity{bob, jwtAlice} {
+			if _, _, err := a.IssueTicket(ctx, other); err != nil {
+				t.Fatalf("%s: %s was refused too: %v", what, other.Key(), err)
+			}
+		}
 	}
-	if _, _, err := b.IssueTicket(alice); bridge.ErrorCode(err) != bridge.ECodeRateLimited {
-		t.Errorf("over MaxTickets: %v", err)
+	bound := newAuth(t, func(c *Config) { c.TicketsPerIdentity = 2; c.TicketRate = ratelimit.Rate{PerSecond: 1000, Burst: 1000} })
+	for range 2 {
+		if _, _, err := bound.IssueTicket(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tooMany(bound, "over TicketsPerIdentity", "unused tickets")
+	rate := newAuth(t, func(c *Config) { c.TicketRate = ratelimit.Rate{PerSecond: 0.01, Burst: 2} })
+	for range 2 {
+		if _, _, err := rate.IssueTicket(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tooMany(rate, "over TicketRate", "tickets per second")
+}
+
+// downTickets is a ticket store that cannot be reached.
+type downTickets struct{}
+
+var errDown = &bridge.Error{Code: bridge.ECodeStoreUnavailable, Message: "Redis did not answer"}
+
+func (downTickets) Issue(context.Context, [32]byte, bridge.Identity, time.Duration, int) error {
+	return errDown
+}
+func (downTickets) Take(context.Context, [32]byte) (bridge.Identity, error) {
+	return bridge.Identity{}, errDown
+}
+
+// While the store is down a ticket is neither issued nor refused as bad:
+// both are store_unavailable (503), never a panic or a 401.
+func TestTicketsStoreDown(t *testing.T) {
+	a := newAuth(t, func(c *Config) { c.Tickets = downTickets{} })
+	if _, _, err := a.IssueTicket(t.Context(), bridge.Identity{Name: "alice", Kind: bridge.KindAPIKey}); bridge.ErrorCode(err) != bridge.ECodeStoreUnavailable {
+		t.Errorf("IssueTicket: %v", err)
+	}
+	_, err := a.Authenticate(httptest.NewRequest(http.MethodGet, "/v1/ws?access_token="+TicketPrefix+"x", nil), true)
+	if bridge.ErrorCode(err) != bridge.ECodeStoreUnavailable {
+		t.Errorf("redeem: %v", err)
+	}
+	// Without a ticket store no ticket is issued.
+	none := newAuth(t, func(c *Config) { c.Tickets = nil })
+	if _, _, err := none.IssueTicket(t.Context(), bridge.Identity{Name: "alice", Kind: bridge.KindAPIKey}); bridge.ErrorCode(err) != bridge.ECodeNotFound {
+		t.Errorf("IssueTicket without a store: %v", err)
 	}
 }
 
@@ -379,5 +438,20 @@ func TestIdentityKinds(t *testing.T) {
 	r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}, VerifiedChains: [][]*x509.Certificate{{cert}}}
 	if id, err := c.Authenticate(r, false); err != nil || id.Key() != "cert:alice" {
 		t.Errorf("certificate: %q, %v", id.Key(), err)
+	}
+}
+
+// With only JWT configured, a token that is no JWT and an X-API-Key say so
+// instead of "unknown API key" (a server that has none).
+func TestOnlyJWTErrors(t *testing.T) {
+	a := newAuth(t, func(c *Config) { c.APIKeys = nil })
+	for r, want := range map[*http.Request]string{
+		req("Authorization", "Bearer garbage"): "not a JWT",
+		req("X-API-Key", "abc"):                "accepts no API keys",
+	} {
+		_, err := a.Authenticate(r, false)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "unknown API key") {
+			t.Errorf("%v: %v, want %q", r.Header, err, want)
+		}
 	}
 }

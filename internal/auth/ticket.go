@@ -1,10 +1,11 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"sync"
+	"errors"
 	"time"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
@@ -13,60 +14,43 @@ import (
 // TicketPrefix starts every ticket.
 const TicketPrefix = "mbt_"
 
-// tickets are one-time credentials kept in memory, by their SHA-256.
-type tickets struct {
-	ttl time.Duration
-	max int
-	now func() time.Time
-
-	mu sync.Mutex
-	m  map[[32]byte]ticket
-}
-
-type ticket struct {
-	id      bridge.Identity
-	expires time.Time
-}
-
-func newTickets(ttl time.Duration, max int, now func() time.Time) *tickets {
-	return &tickets{ttl: ttl, max: max, now: now, m: map[[32]byte]ticket{}}
-}
-
-func (t *tickets) issue(id bridge.Identity) (string, time.Time, error) {
+// issueTicket checks id's ticket rate, then stores a new ticket, known to
+// the store only by its SHA-256, for TicketTTL or until id's credentials
+// expire, whichever comes first.
+func (a *Authenticator) issueTicket(ctx context.Context, id bridge.Identity) (string, time.Time, error) {
+	if a.cfg.Tickets == nil {
+		return "", time.Time{}, bridge.Errorf(bridge.ECodeNotFound, "tickets are not configured")
+	}
+	if err := a.ticketRate.AllowTicket(id); err != nil {
+		return "", time.Time{}, err
+	}
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	tok := TicketPrefix + base64.RawURLEncoding.EncodeToString(b[:])
-	now := t.now()
-	exp := now.Add(t.ttl)
+	now := a.cfg.Now()
+	exp := now.Add(a.cfg.TicketTTL)
 	if !id.Expires.IsZero() && id.Expires.Before(exp) {
 		exp = id.Expires
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.m) >= t.max {
-		for k, v := range t.m {
-			if !now.Before(v.expires) {
-				delete(t.m, k)
-			}
-		}
-		if len(t.m) >= t.max {
-			return "", time.Time{}, &bridge.Error{Code: bridge.ECodeRateLimited, RetryAfter: t.ttl, Message: "too many tickets outstanding; try again later"}
-		}
+	if !exp.After(now) {
+		return "", time.Time{}, unauthorized("the credentials have expired")
 	}
-	t.m[sha256.Sum256([]byte(tok))] = ticket{id: id, expires: exp}
+	if err := a.cfg.Tickets.Issue(ctx, sha256.Sum256([]byte(tok)), id, exp.Sub(now), a.cfg.TicketsPerIdentity); err != nil {
+		return "", time.Time{}, err
+	}
 	return tok, exp, nil
 }
 
-// redeem returns the ticket's identity once; a used, unknown or expired
-// ticket is unauthorized.
-func (t *tickets) redeem(tok string) (bridge.Identity, error) {
-	k := sha256.Sum256([]byte(tok))
-	t.mu.Lock()
-	tk, ok := t.m[k]
-	delete(t.m, k)
-	t.mu.Unlock()
-	if !ok || !t.now().Before(tk.expires) {
+// redeemTicket returns the ticket's identity once; a used, unknown or
+// expired ticket is unauthorized. A store that cannot answer is
+// store_unavailable (503): the ticket may still be good.
+func (a *Authenticator) redeemTicket(ctx context.Context, tok string) (bridge.Identity, error) {
+	if a.cfg.Tickets == nil {
+		return bridge.Identity{}, unauthorized("tickets are not configured")
+	}
+	id, err := a.cfg.Tickets.Take(ctx, sha256.Sum256([]byte(tok)))
+	if errors.Is(err, bridge.ErrNotFound) {
 		return bridge.Identity{}, unauthorized("the ticket is unknown, used or expired; get a new one with POST /v1/tickets")
 	}
-	return tk.id, nil
+	return id, err
 }

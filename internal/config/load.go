@@ -302,12 +302,12 @@ func loadFile(c *Config, origins map[string]string, path, pathSource string) err
 		if errors.Is(err, io.EOF) { // an empty file: all defaults
 			return nil
 		}
-		return yamlSyntaxError(path, err)
+		return yamlSyntaxError(path, err, data)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return yamlSyntaxError(path, err)
+			return yamlSyntaxError(path, err, nil)
 		}
 		return &ValidationError{Source: fmt.Sprintf("%s:%d", path, extra.Line), Message: "a second YAML document; the file must hold one"}
 	}
@@ -324,7 +324,7 @@ func loadFile(c *Config, origins map[string]string, path, pathSource string) err
 	strict := yaml.NewDecoder(bytes.NewReader(data))
 	strict.KnownFields(true)
 	if err := strict.Decode(&check); err != nil {
-		return yamlSyntaxError(path, err)
+		return yamlSyntaxError(path, err, nil)
 	}
 	resolveTLSPaths(c, origins, filepath.Dir(path))
 	resolveSecurityPaths(c, origins, filepath.Dir(path))
@@ -335,13 +335,28 @@ func loadFile(c *Config, origins map[string]string, path, pathSource string) err
 
 var yamlLineRe = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): `)
 
-// yamlSyntaxError makes "yaml: line 3: msg" into "path:3: msg".
-func yamlSyntaxError(path string, err error) error {
+// yamlSyntaxError makes "yaml: line 3: msg" into "path:3: msg". yaml.v3
+// names the line where the enclosing block began, not the one that broke
+// it (a key indented one space too little is reported at its parent); with
+// the document's data, the line is the first whose prefix of the document
+// fails with the same message.
+func yamlSyntaxError(path string, err error, data []byte) error {
 	msg := err.Error()
-	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
-		return &ValidationError{Source: path + ":" + m[1], Message: msg[len(m[0]):]}
+	m := yamlLineRe.FindStringSubmatch(msg)
+	if m == nil {
+		return &ValidationError{Source: path, Message: msg}
 	}
-	return &ValidationError{Source: path, Message: msg}
+	line, problem := m[1], msg[len(m[0]):]
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	for k := 1; k < len(lines); k++ {
+		var n yaml.Node
+		perr := yaml.Unmarshal(bytes.Join(lines[:k], nil), &n)
+		if pm := yamlLineRe.FindStringSubmatch(fmt.Sprint(perr)); pm != nil && perr.Error()[len(pm[0]):] == problem {
+			line = strconv.Itoa(k)
+			break
+		}
+	}
+	return &ValidationError{Source: path + ":" + line, Message: problem}
 }
 
 // resolveTLSPaths makes relative TLS file paths set in the file relative

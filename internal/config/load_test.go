@@ -60,7 +60,7 @@ func TestLoadDefaults(t *testing.T) {
 			PongTimeout: Duration(60 * time.Second), MaxPending: 1000, SessionTTL: Duration(5 * time.Minute),
 		},
 		History: History{Size: 10000, Age: Duration(time.Hour)},
-		Auth:    Auth{TicketTTL: Duration(30 * time.Second), JWT: JWT{NameClaim: "sub", JWKSRefresh: Duration(15 * time.Minute)}},
+		Auth:    Auth{TicketTTL: Duration(30 * time.Second), TicketsPerIdentity: 100, TicketRate: 10, TicketBurst: 20, PublicConsole: true, JWT: JWT{NameClaim: "sub", JWKSRefresh: Duration(15 * time.Minute)}},
 		Limits: Limits{TopicLength: 65535, TopicLevels: 64, SubscriptionsPerConnection: 1000, ConnectionsPerIdentity: 100,
 			PublishRate: 100, PublishBurst: 200, RequestRate: 10, RequestBurst: 20, ReadRate: 100, ReadBurst: 200},
 		Request:   Request{ReplyPrefix: "mqttbridge/reply/", Timeout: Duration(10 * time.Second), MaxTimeout: Duration(time.Minute)},
@@ -253,6 +253,18 @@ func TestConfigFileProblems(t *testing.T) {
 	_, err = loadYAML(t, "http:\n  addr: ':1'\n bad: [\n", nil, nil)
 	if ve := validationErrors(err); len(ve) != 1 || !strings.Contains(ve[0].Source, "mqttbridge.yaml:") {
 		t.Errorf("syntax error = %v, want one problem with the file's position", err)
+	}
+
+	// The line named is the one that breaks the document, not where its
+	// enclosing block began (yaml.v3 names line 2 for these).
+	for doc, line := range map[string]string{
+		"http:\n  addr: ':1'\n mqtt:\n  url: mqtt://b:1883\n":                 "3",
+		"http:\n  addr: ':1'\nmqtt:\n  url: mqtt://b:1883\n    topics: [a]\n": "5",
+	} {
+		_, err = loadYAML(t, doc, nil, nil)
+		if ve := validationErrors(err); len(ve) != 1 || !strings.HasSuffix(ve[0].Source, "mqttbridge.yaml:"+line) {
+			t.Errorf("%q: %v, want the problem at line %s", doc, err, line)
+		}
 	}
 
 	// Duplicate keys: yaml.v3's strict decode catches them.

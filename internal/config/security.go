@@ -69,8 +69,20 @@ type Auth struct {
 	// TicketTTL is how long a ticket from POST /v1/tickets stays valid.
 	// Default 30s, at most 10m.
 	TicketTTL Duration `yaml:"ticket_ttl"`
+	// TicketsPerIdentity bounds the tickets one identity holds at once
+	// (issued, not yet used, not expired), across the fleet with Redis;
+	// more is 429. Default 100.
+	TicketsPerIdentity int `yaml:"tickets_per_identity"`
+	// TicketRate and TicketBurst are the token bucket of each identity's
+	// POST /v1/tickets, per second, at each instance; more is 429.
+	// Defaults 10 and 20.
+	TicketRate  float64 `yaml:"ticket_rate"`
+	TicketBurst int     `yaml:"ticket_burst"`
 	// PublicConsole serves the console page, its scripts and /openapi.yaml
-	// without credentials (they hold no data). Default false.
+	// without credentials (they hold no data; the console asks for an API
+	// key or JWT and every API call it makes needs it). false: they need
+	// credentials too, so a browser without a client certificate gets 401.
+	// Default true.
 	PublicConsole bool `yaml:"public_console"`
 }
 
@@ -170,7 +182,7 @@ var jwtAlgorithms = []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512
 func defaultSecurity(c *Config) {
 	c.HTTP.TLS = ServerTLS{ClientAuth: "optional", MinVersion: "1.2"}
 	c.HTTP.CORS = CORS{MaxAge: Duration(10 * time.Minute)}
-	c.Auth = Auth{TicketTTL: Duration(30 * time.Second), JWT: JWT{NameClaim: "sub", JWKSRefresh: Duration(15 * time.Minute)}}
+	c.Auth = Auth{TicketTTL: Duration(30 * time.Second), TicketsPerIdentity: 100, TicketRate: 10, TicketBurst: 20, PublicConsole: true, JWT: JWT{NameClaim: "sub", JWKSRefresh: Duration(15 * time.Minute)}}
 	c.Limits = Limits{TopicLength: 65535, TopicLevels: 64, SubscriptionsPerConnection: 1000, ConnectionsPerIdentity: 100,
 		PublishRate: 100, PublishBurst: 200, RequestRate: 10, RequestBurst: 20, ReadRate: 100, ReadBurst: 200}
 }
@@ -412,8 +424,14 @@ func (c Config) validateAuth(p *problems) {
 	if checkPositive(p, "auth.ticket_ttl", a.TicketTTL) && a.TicketTTL > Duration(10*time.Minute) {
 		p.add("auth.ticket_ttl", "must be at most 10m, got %s", a.TicketTTL)
 	}
-	if !a.Enabled() && a.PublicConsole {
-		p.add("auth.public_console", "only used with authentication on (auth.api_keys, auth.jwt or auth.client_cert)")
+	if a.TicketsPerIdentity < 1 {
+		p.add("auth.tickets_per_identity", "must be at least 1, got %d", a.TicketsPerIdentity)
+	}
+	if a.TicketRate <= 0 {
+		p.add("auth.ticket_rate", "must be more than 0 tickets per second, got %g", a.TicketRate)
+	}
+	if a.TicketBurst < 1 {
+		p.add("auth.ticket_burst", "must be at least 1, got %d", a.TicketBurst)
 	}
 }
 

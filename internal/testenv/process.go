@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,14 +22,14 @@ type Process struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	out  *lockedBuffer
+	out  *SyncBuffer
 }
 
 // StartProcess starts argv (with env added to this process's environment)
 // and waits until it accepts TCP connections on addr. The cleanup kills it.
 func StartProcess(tb testing.TB, name, addr string, env []string, argv ...string) *Process {
 	tb.Helper()
-	p := &Process{tb: tb, name: name, argv: argv, env: env, Addr: addr, out: &lockedBuffer{}}
+	p := &Process{tb: tb, name: name, argv: argv, env: env, Addr: addr, out: &SyncBuffer{}}
 	tb.Cleanup(p.Kill)
 	p.Start()
 	return p
@@ -58,20 +57,20 @@ func (p *Process) Start() {
 	for dialCheck(p.Addr, 200*time.Millisecond) != nil {
 		select {
 		case <-done:
-			p.tb.Fatalf("testenv: %s exited: %s", p.name, lastLines(p.out.Bytes(), 20))
+			p.tb.Fatalf("testenv: %s exited: %s", p.name, lastLines([]byte(p.out.String()), 20))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-done
-			p.tb.Fatalf("testenv: %s does not listen on %s: %s", p.name, p.Addr, lastLines(p.out.Bytes(), 20))
+			p.tb.Fatalf("testenv: %s does not listen on %s: %s", p.name, p.Addr, lastLines([]byte(p.out.String()), 20))
 		}
 	}
 	// Something else may have taken the port while the process was down
 	// (another test's server): then the dial succeeds but ours exits.
 	select {
 	case <-done:
-		p.tb.Fatalf("testenv: %s exited after start (port %s taken?): %s", p.name, p.Addr, lastLines(p.out.Bytes(), 20))
+		p.tb.Fatalf("testenv: %s exited after start (port %s taken?): %s", p.name, p.Addr, lastLines([]byte(p.out.String()), 20))
 	case <-time.After(150 * time.Millisecond):
 	}
 	p.cmd, p.done = cmd, done
@@ -123,24 +122,7 @@ func (p *Process) Running() bool {
 }
 
 // Log is everything the process wrote so far.
-func (p *Process) Log() string { return string(p.out.Bytes()) }
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
-}
+func (p *Process) Log() string { return p.out.String() }
 
 // StartRedis starts a private redis-server on a free loopback port. With
 // durable, every write is in an append-only file (fsync always), so a

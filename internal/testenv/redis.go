@@ -30,6 +30,7 @@ type RedisCluster struct {
 // cleanup kills them. It takes a second or two.
 func StartRedisCluster(tb testing.TB) *RedisCluster {
 	tb.Helper()
+	Long(tb, "a Redis Cluster")
 	dir := tb.TempDir()
 	c := &RedisCluster{}
 	ports := clusterPorts(tb, 3)
@@ -118,6 +119,7 @@ type RedisSentinel struct {
 // everything.
 func StartRedisSentinel(tb testing.TB, replicas int) *RedisSentinel {
 	tb.Helper()
+	Long(tb, "Redis Sentinel")
 	dir := tb.TempDir()
 	s := &RedisSentinel{MasterName: "mqttbridge-test"}
 	node := func(name string, extra ...string) *Process {

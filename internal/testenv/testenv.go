@@ -4,8 +4,11 @@
 // TLS certificates.
 //
 // Helpers take a testing.TB, fail the test (never skip it) when a part does
-// not answer, and release what they start with tb.Cleanup. Only tests import
-// this package.
+// not answer, and release what they start with tb.Cleanup. Two decide
+// whether a test runs: Long leaves the slow tiers (fleets, Sentinel and
+// Cluster, browsers) out of go test -short, and SkipMissing skips a test
+// whose tool (Node, Chromium) is not installed, except with CI=true. Raw
+// MQTT is spoken with internal/mqttpacket. Only tests import this package.
 package testenv
 
 import (
@@ -13,7 +16,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/url"
@@ -21,6 +23,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttbridge/mqttbridge/internal/mqttpacket"
 )
 
 // Environment variables naming the shared services.
@@ -146,21 +152,15 @@ func mqttPing(addr string, timeout time.Duration) error {
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	cid := "mbtest-ping-" + hex.EncodeToString(id)
-	// Variable header: protocol name, version 5, flags (clean start),
-	// keepalive 10, properties length 0; payload: client id.
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 10, 0}
-	body = append(body, byte(len(cid)>>8), byte(len(cid)))
-	body = append(body, cid...)
-	pkt := append([]byte{0x10, byte(len(body))}, body...)
-	if _, err := c.Write(pkt); err != nil {
+	if _, err := c.Write(mqttpacket.Connect5(cid, 10)); err != nil {
 		return err
 	}
-	hdr := make([]byte, 4) // fixed header (remaining length < 128), flags, reason code
-	if _, err := io.ReadFull(c, hdr); err != nil {
+	p, err := mqttpacket.ReadPacket(bufio.NewReader(c), 1<<16)
+	if err != nil {
 		return fmt.Errorf("no CONNACK: %w", err)
 	}
-	if hdr[0] != 0x20 || hdr[3] >= 0x80 {
-		return fmt.Errorf("unexpected CONNACK % x", hdr)
+	if rc, err := mqttpacket.ReasonCode(p); p.Kind() != packets.CONNACK || err != nil || rc >= 0x80 {
+		return fmt.Errorf("unexpected CONNACK % x", p.Bytes())
 	}
 	_, _ = c.Write([]byte{0xE0, 0}) // DISCONNECT
 	return nil

@@ -46,15 +46,8 @@ func fatal(t *testing.T, fn func(tb testing.TB)) (msg string) {
 	return ""
 }
 
-func deadAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
+// deadAddr is a loopback address nothing listens on.
+func deadAddr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", FreePort(t)) }
 
 func TestSharedServicesAnswer(t *testing.T) {
 	if u := MosquittoURL(t); u == "" {

@@ -62,3 +62,8 @@ export function states(bridge) {
   bridge.on("state", (s, info) => list.push({ s, ...info }));
   return list;
 }
+
+/** Debian's Chromium and the flags the browser tests launch it with. */
+export const CHROMIUM = process.env.MQTTBRIDGE_CHROMIUM || "/usr/bin/chromium";
+export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];

@@ -44,26 +44,10 @@ func NewGroups(s *Store) *Groups { return &Groups{s: s, groups: map[string]*grou
 // pollInterval is how often a blocked ReadGroup looks for new messages.
 const pollInterval = 5 * time.Millisecond
 
-func checkNames(names ...string) error {
-	for _, n := range names {
-		if n == "" {
-			return bridge.Errorf(bridge.ECodeInvalidRequest, "group and consumer names must not be empty")
-		}
-	}
-	return nil
-}
-
-func checkCount(n int) error {
-	if n < 1 || n > storeutil.MaxLimit {
-		return bridge.Errorf(bridge.ECodeInvalidRequest, "count must be between 1 and %d, not %d", storeutil.MaxLimit, n)
-	}
-	return nil
-}
-
 // lock takes the store's lock and finds the group; the caller unlocks
 // s.mu when err is nil.
 func (g *Groups) lock(name string, create bool) (*group, error) {
-	if err := checkNames(name); err != nil {
+	if err := storeutil.CheckGroupNames(name); err != nil {
 		return nil, err
 	}
 	g.s.mu.Lock()
@@ -94,10 +78,10 @@ func (g *Groups) CreateGroup(_ context.Context, name string) error {
 
 // ReadGroup hands out the messages after the group's cursor.
 func (g *Groups) ReadGroup(ctx context.Context, name, consumer string, count int, block time.Duration) ([]bridge.Message, bool, error) {
-	if err := checkNames(consumer); err != nil {
+	if err := storeutil.CheckGroupNames(consumer); err != nil {
 		return nil, false, err
 	}
-	if err := checkCount(count); err != nil {
+	if err := storeutil.CheckCount(count); err != nil {
 		return nil, false, err
 	}
 	deadline := time.Now().Add(block)
@@ -142,10 +126,10 @@ func (g *Groups) read(name, consumer string, count int) ([]bridge.Message, bool,
 
 // Claim takes over pending messages idle for at least minIdle.
 func (g *Groups) Claim(_ context.Context, name, consumer string, minIdle time.Duration, count int) ([]bridge.Message, int, error) {
-	if err := checkNames(consumer); err != nil {
+	if err := storeutil.CheckGroupNames(consumer); err != nil {
 		return nil, 0, err
 	}
-	if err := checkCount(count); err != nil {
+	if err := storeutil.CheckCount(count); err != nil {
 		return nil, 0, err
 	}
 	gr, err := g.lock(name, false)
@@ -270,7 +254,7 @@ func cloneDL(dl bridge.DeadLetter) bridge.DeadLetter {
 
 // DeadLetters returns a page of the dead-letter list.
 func (g *Groups) DeadLetters(_ context.Context, name, after string, limit int) ([]bridge.DeadLetter, string, error) {
-	if err := checkCount(limit); err != nil {
+	if err := storeutil.CheckCount(limit); err != nil {
 		return nil, "", err
 	}
 	var from storeutil.ID
@@ -324,7 +308,7 @@ func (g *Groups) Replay(_ context.Context, name string, ids []string) (int, erro
 
 // Replays returns the oldest entries of the replay queue.
 func (g *Groups) Replays(_ context.Context, name string, count int) ([]bridge.DeadLetter, error) {
-	if err := checkCount(count); err != nil {
+	if err := storeutil.CheckCount(count); err != nil {
 		return nil, err
 	}
 	gr, err := g.lock(name, false)

@@ -193,3 +193,7 @@ func TestHistoryAgeClock(t *testing.T) {
 		t.Fatalf("After(%s) = %v, want a gap", a, err)
 	}
 }
+
+func TestTicketsConformance(t *testing.T) {
+	storetest.RunTickets(t, func(*testing.T) bridge.Tickets { return NewTickets() })
+}

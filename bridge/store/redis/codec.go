@@ -16,8 +16,38 @@ var valueFields = []string{"id", "payload", "qos", "retain", "props", "received_
 // entryFields are the fields of a history stream entry, in the order the
 // put script writes them: the last value's fields with the topic in place
 // of the id, which is the entry's own. Every entry has all of them, in this
-// order, so Redis stores the names once per stream node.
+// order, so Redis stores the names once per stream node. After them comes
+// seqField.
 var entryFields = []string{"topic", "payload", "qos", "retain", "props", "received_at"}
+
+// seqField is the last field of a history entry: its sequence number, 1 for
+// the first entry ever numbered, one more for each next one (the put
+// script). Entries written before the put script numbered them lack it.
+const seqField = "n"
+
+// parseSeq reads a seqField value: 0 when it is missing or not a number.
+func parseSeq(v any) int64 {
+	s, _ := v.(string)
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
+}
+
+// entrySeq is the sequence number of a history entry, as a script returns
+// it; 0 when it has none.
+func entrySeq(raw any) int64 {
+	e, _ := raw.([]any)
+	if len(e) != 2 {
+		return 0
+	}
+	kv, _ := e[1].([]any)
+	if i := 2 * len(entryFields); len(kv) == i+2 && kv[i] == seqField {
+		return parseSeq(kv[i+1])
+	}
+	return 0
+}
 
 // storedProps is the JSON form of bridge.Properties in the props field.
 type storedProps struct {
@@ -73,7 +103,8 @@ func decodeValue(name string, vals []any) (m bridge.Message, ok bool, err error)
 }
 
 // decodeEntry turns a history entry, as a script returns it ([id, [name,
-// value, ...]]), into a message.
+// value, ...]]), into a message. It reads entryFields and ignores what
+// follows them (seqField).
 func decodeEntry(raw any) (bridge.Message, error) {
 	e, ok := raw.([]any)
 	if !ok || len(e) != 2 {
@@ -84,7 +115,7 @@ func decodeEntry(raw any) (bridge.Message, error) {
 		return bridge.Message{}, corruptEntry("?", "the id is not a string")
 	}
 	kv, ok := e[1].([]any)
-	if !ok || len(kv) != 2*len(entryFields) {
+	if !ok || len(kv) < 2*len(entryFields) {
 		return bridge.Message{}, corruptEntry(id, "want the fields %q", entryFields)
 	}
 	f := make([]string, len(entryFields))

@@ -344,30 +344,20 @@ func TestSentinelFailover(t *testing.T) {
 // store's Timeout (go-redis retries a refused command with a backoff, so
 // a call may take longer than one dial, never longer than the Timeout).
 func TestDeploymentsUnavailable(t *testing.T) {
-	dead := deadAddr(t)
-	const timeout = 1500 * time.Millisecond
-	for _, cfg := range []ClientConfig{
-		{ClusterAddrs: []string{dead}},
-		{MasterName: "m", SentinelAddrs: []string{dead}},
-	} {
-		c, err := NewUniversalClient(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := New(c, Config{Timeout: timeout})
-		if err != nil {
-			t.Fatal(err)
-		}
-		callAllUnavailable(t, s, 3*timeout+2*time.Second) // bounded, with room for a loaded machine
-		_ = c.Close()
-	}
+	callDeploymentsUnavailable(t, deadAddr(t), 1500*time.Millisecond)
 }
 
 // TestDeploymentsTimeoutBoundsHang: seeds or sentinels that accept
 // connections but never answer cost each call no more than the Timeout.
 func TestDeploymentsTimeoutBoundsHang(t *testing.T) {
-	addr := hangingServer(t)
-	const timeout = 300 * time.Millisecond
+	callDeploymentsUnavailable(t, hangingServer(t), 300*time.Millisecond)
+}
+
+// callDeploymentsUnavailable checks callAllUnavailable through a Cluster
+// client with addr as its seed and a Sentinel client with addr as its
+// sentinel.
+func callDeploymentsUnavailable(t *testing.T, addr string, timeout time.Duration) {
+	t.Helper()
 	for _, cfg := range []ClientConfig{
 		{ClusterAddrs: []string{addr}},
 		{MasterName: "m", SentinelAddrs: []string{addr}},
@@ -416,15 +406,8 @@ func callAllUnavailable(t *testing.T, s *Store, max time.Duration) {
 	}
 }
 
-func deadAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
+// deadAddr is a loopback address nothing listens on.
+func deadAddr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
 
 // hangingServer accepts connections and never answers.
 func hangingServer(t *testing.T) string {

@@ -24,15 +24,29 @@
 //	{P}history     stream, the message history. The entry id is the
 //	               message id; the fields are those of the last value hash,
 //	               with topic in place of id: topic, payload, qos, retain,
-//	               props, received_at, always all six in this order, so
-//	               Redis keeps the names once per stream node and each
-//	               entry holds only the values. A retained empty payload
+//	               props, received_at, then n, the entry's sequence
+//	               number, always all seven in this order, so Redis keeps
+//	               the names once per stream node and each entry holds only
+//	               the values (entries written before n existed have only
+//	               the six others). A retained empty payload
 //	               (a delete) is an entry like any other. The stream's
 //	               last-generated-id is the newest id ever assigned, its
 //	               max-deleted-entry-id the newest id trimmed.
+//	{P}history:seq counter, the n of the newest entry: the put script
+//	               adds its batch's size (INCRBY) and numbers the batch's
+//	               entries after the old value, so a tail that reads an n
+//	               other than the next one knows how many entries it lost.
 //	{P}secret:<name> string, 32 random bytes that every instance shares
 //	               (SharedSecret, SET NX GET): "cursor" is the key that
 //	               seals list cursors.
+//	{P}ticket:<h>  string, a one-time ticket (tickets.go): <h> is the hex
+//	               SHA-256 of the ticket, the value its identity (JSON:
+//	               name, kind, issuer, client_id, rules, expires); PX the
+//	               ticket's TTL. Take is GETDEL: one redeem, fleet-wide.
+//	{P}tickets:<identity key>
+//	               sorted set, that identity's outstanding ticket hashes
+//	               scored by their expiry (ms, Redis' clock): the
+//	               per-identity bound. PEXPIREAT its newest ticket's expiry.
 //
 // The <topic> in a key is the topic name byte for byte, unescaped: the "lv:"
 // part keeps it apart from the other keys.

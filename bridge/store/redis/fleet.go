@@ -143,27 +143,34 @@ end
 return {r, {f['max-deleted-entry-id'], f['entries-added'], f['length']}}
 `)
 
-// tailState is where a tail is: the last id it read, and how many entries
-// the stream had added up to it (entries-added then), -1 while unknown.
+// tailState is where a tail is: the last id it read; how many entries the
+// stream had added up to it (entries-added then), -1 while unknown; and its
+// sequence number (seqField), 0 while unknown.
 type tailState struct {
 	pos   storeutil.ID
 	added int64
+	seq   int64
 }
 
 // Tail reads the history stream from after, calling fn with each batch,
-// until ctx ends. Once it has read everything it waits for new entries
-// with XREAD BLOCK. A failed read is retried after a short pause from the
+// until ctx ends. A failed read is retried after a short pause from the
 // last id read.
 //
-// Each read checks, in the same step, that the last id read is still in
-// the stream; when it was trimmed and the stream's max-deleted-entry-id is
-// newer, the entries between it and the oldest one left are lost: Tail
-// calls gap and continues from the oldest one left. The count of lost
-// entries comes from the stream's entries-added, which numbers every entry
-// ever added: the tail learns the number of its position the first time it
-// reads up to the end of the stream (entries-added then), and adds what it
-// reads. It is exact, unless the tail fell that far behind before it ever
-// caught up: then it is at least 1.
+// While the tail knows the sequence number of the last entry it read, one
+// XREAD BLOCK both waits for and reads the next batch (tailNext): the
+// entries the put script numbers follow each other, so an entry whose
+// number is not the next one follows a hole, whose size is exact. Until it
+// knows (after start, after an entry without a number: a stream written
+// before entries were numbered), it waits with XREAD BLOCK and reads with
+// tailScript (tailRead), which checks in the same step that the last id
+// read is still in the stream; when it was trimmed and the stream's
+// max-deleted-entry-id is newer, the entries between it and the oldest one
+// left are lost. That count comes from the stream's entries-added, which
+// numbers every entry ever added: the tail learns the number of its
+// position the first time it reads up to the end of the stream
+// (entries-added then), and adds what it reads. It is exact, unless the
+// tail fell that far behind before it ever caught up: then it is at least
+// 1. Either way Tail calls gap and continues from the oldest entry left.
 func (s *Store) Tail(ctx context.Context, after string, fn func([]bridge.Message), gap func(bridge.Gap)) error {
 	pos, err := storeutil.ParseID(after)
 	if err != nil {
@@ -174,14 +181,20 @@ func (s *Store) Tail(ctx context.Context, after string, fn func([]bridge.Message
 	wait := false // the tail has read everything: wait for more
 	for ctx.Err() == nil {
 		var err error
-		if wait {
+		switch {
+		case t.seq > 0:
+			wait = false // when tailNext stops early, tailRead goes on at once
+			err = s.tailNext(ctx, &t, fn, gap)
+		case wait:
 			err = s.tailWait(ctx, t.pos)
-			if errors.Is(err, redis.Nil) {
-				continue // nothing new within the block
+			if err == nil {
+				wait, err = s.tailRead(ctx, &t, fn, gap)
 			}
-		}
-		if err == nil {
+		default:
 			wait, err = s.tailRead(ctx, &t, fn, gap)
+		}
+		if errors.Is(err, redis.Nil) {
+			continue // nothing new within the block
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -203,18 +216,78 @@ func (s *Store) Tail(ctx context.Context, after string, fn func([]bridge.Message
 // tailWait waits up to tailBlock for an entry after pos; redis.Nil when
 // none came.
 func (s *Store) tailWait(ctx context.Context, pos storeutil.ID) error {
-	ctx, cancel := context.WithTimeout(ctx, tailBlock+s.timeout)
-	defer cancel()
-	return s.client.XRead(ctx, &redis.XReadArgs{
-		Streams: []string{s.history, pos.String()},
-		Count:   1,
-		Block:   tailBlock,
-	}).Err()
+	_, err := s.xread(ctx, pos, 1)
+	return err
 }
 
-// tailRead reads the next page after t.pos, reports a gap before it, and
-// hands its messages to fn. done is true when the page reached the end of
-// the stream.
+// xread reads up to count entries after pos, waiting up to tailBlock for
+// the first; redis.Nil when none came.
+func (s *Store) xread(ctx context.Context, pos storeutil.ID, count int64) ([]redis.XStream, error) {
+	ctx, cancel := context.WithTimeout(ctx, tailBlock+s.timeout)
+	defer cancel()
+	res, err := s.client.XRead(ctx, &redis.XReadArgs{
+		Streams: []string{s.history, pos.String()},
+		Count:   count,
+		Block:   tailBlock,
+	}).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		err = unavailable(err)
+	}
+	return res, err
+}
+
+// tailNext reads the next batch after t.pos with one XREAD BLOCK, and hands
+// its messages to fn. An entry whose sequence number is more than one after
+// t.seq follows a hole: tailNext reports the gap, exact, before it. At an
+// entry without a number, or one not after t.seq (the counter started
+// again), it stops, hands over what it read before and sets t.seq to 0:
+// tailRead goes on from there. redis.Nil when nothing came within
+// tailBlock.
+func (s *Store) tailNext(ctx context.Context, t *tailState, fn func([]bridge.Message), gap func(bridge.Gap)) error {
+	res, err := s.xread(ctx, t.pos, tailPage)
+	if err != nil {
+		return err
+	}
+	var msgs []bridge.Message
+	defer func() {
+		if len(msgs) > 0 {
+			fn(msgs)
+		}
+	}()
+	for _, st := range res {
+		for _, e := range st.Messages {
+			n := parseSeq(e.Values[seqField])
+			if n <= t.seq {
+				t.seq = 0
+				return nil
+			}
+			pos, err := storeutil.ParseID(e.ID)
+			if err != nil {
+				return corruptEntry(e.ID, "bad id")
+			}
+			if lost := n - t.seq - 1; lost > 0 {
+				if len(msgs) > 0 {
+					fn(msgs)
+					msgs = nil
+				}
+				gap(bridge.Gap{After: t.pos.String(), Next: e.ID, Lost: lost, Exact: true})
+			}
+			if t.added >= 0 {
+				t.added += n - t.seq
+			}
+			t.pos, t.seq = pos, n
+			if m, err := decodeXMessage(e); err == nil {
+				msgs = append(msgs, m) // else skipped, but read
+			}
+		}
+	}
+	return nil
+}
+
+// tailRead reads the next page after t.pos with tailScript, reports a gap
+// before it, and hands its messages to fn; t.seq becomes the sequence
+// number of the last entry read (0 when it has none). done is true when the
+// page reached the end of the stream.
 func (s *Store) tailRead(ctx context.Context, t *tailState, fn func([]bridge.Message), gap func(bridge.Gap)) (done bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -253,7 +326,7 @@ func (s *Store) tailRead(ctx context.Context, t *tailState, fn func([]bridge.Mes
 		if first == "" {
 			first = m.ID
 		}
-		t.pos = pos
+		t.pos, t.seq = pos, entrySeq(raw)
 	}
 	switch {
 	case st != nil && !st.trimmed.Less(from):

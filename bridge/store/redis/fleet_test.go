@@ -2,11 +2,16 @@ package redisstore
 
 import (
 	"cmp"
+	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
 )
@@ -119,4 +124,133 @@ func compareIDs(a, b string) int {
 		}
 	}
 	return 0
+}
+
+// commandCounter is a go-redis hook that counts the commands sent, by name.
+type commandCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.mu.Lock()
+		c.n[cmd.Name()]++
+		c.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (c *commandCounter) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.n
+	c.n = map[string]int{}
+	return n
+}
+
+// startTail tails s from after into a channel of message ids and gaps
+// ("gap <after> <next> <lost> <exact>").
+func startTail(t *testing.T, s *Store, after string) <-chan string {
+	t.Helper()
+	out := make(chan string, 1000)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = s.Tail(ctx, after, func(msgs []bridge.Message) {
+			for _, m := range msgs {
+				out <- m.ID
+			}
+		}, func(g bridge.Gap) { out <- fmt.Sprintf("gap %s %s %d %v", g.After, g.Next, g.Lost, g.Exact) })
+	})
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	return out
+}
+
+func expectTail(t *testing.T, tail <-chan string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		select {
+		case got := <-tail:
+			if got != w {
+				t.Fatalf("the tail reported %s, want %s", got, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the tail reported nothing, want %s", w)
+		}
+	}
+}
+
+// A tail that has caught up reads each batch with one XREAD, without a
+// script.
+func TestTailOneReadPerBatch(t *testing.T) {
+	s := newTestStore(t, Config{})
+	counter := &commandCounter{n: map[string]int{}}
+	s.client.AddHook(counter)
+	ctx := t.Context()
+	put := func() string {
+		m, err := s.Put(ctx, bridge.Message{Topic: "t", Payload: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.ID
+	}
+	tail := startTail(t, s, put())
+	expectTail(t, tail, put()) // the tail learns where it is
+	counter.take()
+	const batches = 20
+	for range batches {
+		expectTail(t, tail, put())
+	}
+	n := counter.take()
+	if n["evalsha"]+n["eval"] != batches { // the puts
+		t.Errorf("%d scripts run for %d puts and their reads, want %d: the tail ran scripts", n["evalsha"]+n["eval"], batches, batches)
+	}
+	if n["xread"] < batches {
+		t.Errorf("%d XREADs for %d batches", n["xread"], batches)
+	}
+}
+
+// A history written before entries were numbered (an upgrade), or whose
+// counter started again, is read without a gap.
+func TestTailUnnumberedEntries(t *testing.T) {
+	s := newTestStore(t, Config{})
+	ctx := t.Context()
+	oldEntry := func() string {
+		id, err := s.client.XAdd(ctx, &redis.XAddArgs{Stream: s.history, Values: []any{
+			"topic", "t", "payload", "old", "qos", "0", "retain", "0", "props", "", "received_at", "1"}}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	put := func() string {
+		m, err := s.Put(ctx, bridge.Message{Topic: "t", Payload: []byte("new")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.ID
+	}
+	start := oldEntry()
+	tail := startTail(t, s, start)
+	expectTail(t, tail, oldEntry(), put(), put())
+	expectTail(t, tail, oldEntry(), put()) // an older instance writes in between
+	if err := s.client.Del(ctx, s.seq).Err(); err != nil {
+		t.Fatal(err)
+	}
+	expectTail(t, tail, put(), put(), put()) // the counter starts again
+	select {
+	case got := <-tail:
+		t.Fatalf("then the tail reported %s, want nothing", got)
+	case <-time.After(100 * time.Millisecond):
+	}
 }

@@ -30,22 +30,6 @@ func NewGroups(s *Store) *Groups { return &Groups{s: s} }
 func (g *Groups) deadKey(group string) string   { return g.s.tag + "group:" + group + ":dead" }
 func (g *Groups) replayKey(group string) string { return g.s.tag + "group:" + group + ":replay" }
 
-func checkNames(names ...string) error {
-	for _, n := range names {
-		if n == "" {
-			return bridge.Errorf(bridge.ECodeInvalidRequest, "group and consumer names must not be empty")
-		}
-	}
-	return nil
-}
-
-func checkCount(n int) error {
-	if n < 1 || n > storeutil.MaxLimit {
-		return bridge.Errorf(bridge.ECodeInvalidRequest, "count must be between 1 and %d, not %d", storeutil.MaxLimit, n)
-	}
-	return nil
-}
-
 // groupError maps Redis' NOGROUP to an invalid request, anything else to
 // unavailable.
 func groupError(group string, err error) error {
@@ -58,7 +42,7 @@ func groupError(group string, err error) error {
 // CreateGroup runs XGROUP CREATE ... $ MKSTREAM; an existing group
 // (BUSYGROUP) is left as it is.
 func (g *Groups) CreateGroup(ctx context.Context, group string) error {
-	if err := checkNames(group); err != nil {
+	if err := storeutil.CheckGroupNames(group); err != nil {
 		return err
 	}
 	ctx, cancel, err := g.s.begin(ctx)
@@ -124,10 +108,10 @@ return {lost and 1 or 0, entries}
 // ReadGroup reads with the script above and, when it finds nothing and
 // block > 0, waits with XREADGROUP BLOCK.
 func (g *Groups) ReadGroup(ctx context.Context, group, consumer string, count int, block time.Duration) ([]bridge.Message, bool, error) {
-	if err := checkNames(group, consumer); err != nil {
+	if err := storeutil.CheckGroupNames(group, consumer); err != nil {
 		return nil, false, err
 	}
-	if err := checkCount(count); err != nil {
+	if err := storeutil.CheckCount(count); err != nil {
 		return nil, false, err
 	}
 	msgs, lost, err := g.readNow(ctx, group, consumer, count)
@@ -198,10 +182,10 @@ func decodeEntries(entries []any) ([]bridge.Message, error) {
 // Claim runs XAUTOCLAIM from the start of the pending list until it has
 // count messages or has scanned the whole list.
 func (g *Groups) Claim(ctx context.Context, group, consumer string, minIdle time.Duration, count int) ([]bridge.Message, int, error) {
-	if err := checkNames(group, consumer); err != nil {
+	if err := storeutil.CheckGroupNames(group, consumer); err != nil {
 		return nil, 0, err
 	}
-	if err := checkCount(count); err != nil {
+	if err := storeutil.CheckCount(count); err != nil {
 		return nil, 0, err
 	}
 	ctx, cancel, err := g.s.begin(ctx)
@@ -243,7 +227,7 @@ func (g *Groups) Claim(ctx context.Context, group, consumer string, minIdle time
 
 // Pending is the count of XPENDING's summary.
 func (g *Groups) Pending(ctx context.Context, group string) (int, error) {
-	if err := checkNames(group); err != nil {
+	if err := storeutil.CheckGroupNames(group); err != nil {
 		return 0, err
 	}
 	ctx, cancel, err := g.s.begin(ctx)
@@ -260,7 +244,7 @@ func (g *Groups) Pending(ctx context.Context, group string) (int, error) {
 
 // Ack runs XACK.
 func (g *Groups) Ack(ctx context.Context, group string, ids ...string) error {
-	if err := checkNames(group); err != nil {
+	if err := storeutil.CheckGroupNames(group); err != nil {
 		return err
 	}
 	if err := checkIDs(ids); err != nil || len(ids) == 0 {
@@ -334,7 +318,7 @@ return redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', unpack(ARGV, 4))
 
 // DeadLetter runs the script above.
 func (g *Groups) DeadLetter(ctx context.Context, group string, dl bridge.DeadLetter, max int) (bridge.DeadLetter, error) {
-	if err := checkNames(group); err != nil {
+	if err := storeutil.CheckGroupNames(group); err != nil {
 		return bridge.DeadLetter{}, err
 	}
 	if _, err := storeutil.ParseID(dl.Message.ID); err != nil {
@@ -369,10 +353,10 @@ func maxEntries(max int) int {
 
 // DeadLetters reads a page with XRANGE.
 func (g *Groups) DeadLetters(ctx context.Context, group, after string, limit int) ([]bridge.DeadLetter, string, error) {
-	if err := checkNames(group); err != nil {
+	if err := storeutil.CheckGroupNames(group); err != nil {
 		return nil, "", err
 	}
-	if err := checkCount(limit); err != nil {
+	if err := storeutil.CheckCount(limit); err != nil {
 		return nil, "", err
 	}
 	from := "-"
@@ -430,7 +414,7 @@ return #entries
 
 // Replay runs the script above.
 func (g *Groups) Replay(ctx context.Context, group string, ids []string) (int, error) {
-	if err := checkNames(group); err != nil {
+	if err := storeutil.CheckGroupNames(group); err != nil {
 		return 0, err
 	}
 	if err := checkIDs(ids); err != nil {
@@ -454,10 +438,10 @@ func (g *Groups) Replay(ctx context.Context, group string, ids []string) (int, e
 
 // Replays reads the oldest entries of the replay queue with XRANGE.
 func (g *Groups) Replays(ctx context.Context, group string, count int) ([]bridge.DeadLetter, error) {
-	if err := checkNames(group); err != nil {
+	if err := storeutil.CheckGroupNames(group); err != nil {
 		return nil, err
 	}
-	if err := checkCount(count); err != nil {
+	if err := storeutil.CheckCount(count); err != nil {
 		return nil, err
 	}
 	ctx, cancel, err := g.s.begin(ctx)
@@ -495,7 +479,7 @@ return 1
 
 // ReplayDone runs the script above.
 func (g *Groups) ReplayDone(ctx context.Context, group, id string, failed *bridge.DeadLetter, max int) error {
-	if err := checkNames(group); err != nil {
+	if err := storeutil.CheckGroupNames(group); err != nil {
 		return err
 	}
 	if _, err := storeutil.ParseID(id); err != nil {

@@ -58,6 +58,7 @@ type Store struct {
 	tag     string // "{" + KeyPrefix + "}"
 	index   string // the topic index key
 	history string // the history stream key
+	seq     string // the history's sequence counter key
 	closed  atomic.Bool
 }
 
@@ -95,6 +96,7 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 		tag:     tag,
 		index:   tag + "topics",
 		history: tag + "history",
+		seq:     tag + "history:seq",
 	}, nil
 }
 
@@ -132,9 +134,15 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 // with Redis 7.0, and redis/redis#11188, which proposed otherwise, was
 // closed unmerged).
 //
+// Every entry gets, in its field n, its sequence number: the counter
+// {P}history:seq grows by the batch's size (INCRBY), and the batch's
+// entries take the numbers after the counter's old value, in order. A tail
+// that reads an entry whose n is not one more than the last one it read
+// knows that the entries between them were trimmed, and how many.
+//
 // KEYS: 1 history stream, 2 topic index, 3 the ingest lease whose holder
-// alone may write (any key when ARGV[1] is not "1"), 4.. the last value
-// hash of each message.
+// alone may write (any key when ARGV[1] is not "1"), 4 the sequence
+// counter, 5.. the last value hash of each message.
 // ARGV: 1 "1" to check the lease, 2 the lease token, 3 history size,
 // 4 history age (ms), then 8 per message: topic, "1" to delete, payload,
 // qos, retain, props, received_at (ms), expires_at (ms, "" for never).
@@ -145,11 +153,13 @@ if ARGV[1] == '1' and redis.call('GET', KEYS[3]) ~= ARGV[2] then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ids = {}
-for i = 0, (#ARGV - 4) / 8 - 1 do
-  local a, key = 4 + 8 * i, KEYS[4 + i]
+local ids, count = {}, (#ARGV - 4) / 8
+local seq = redis.call('INCRBY', KEYS[4], count) - count
+for i = 0, count - 1 do
+  local a, key = 4 + 8 * i, KEYS[5 + i]
   local id = redis.call('XADD', KEYS[1], '*', 'topic', ARGV[a + 1], 'payload', ARGV[a + 3],
-    'qos', ARGV[a + 4], 'retain', ARGV[a + 5], 'props', ARGV[a + 6], 'received_at', ARGV[a + 7])
+    'qos', ARGV[a + 4], 'retain', ARGV[a + 5], 'props', ARGV[a + 6], 'received_at', ARGV[a + 7],
+    'n', string.format('%.0f', seq + i + 1))
   ids[i + 1] = id
   redis.call('DEL', key)
   if ARGV[a + 2] == '1' or (ARGV[a + 8] ~= '' and tonumber(ARGV[a + 8]) <= now) then
@@ -231,8 +241,8 @@ func (s *Store) PutBatch(ctx context.Context, msgs []bridge.Message, lease, toke
 	}
 	now := time.Now()
 	out := make([]bridge.Message, len(msgs))
-	keys := make([]string, 3, 3+len(msgs))
-	keys[0], keys[1], keys[2] = s.history, s.index, s.index
+	keys := make([]string, 4, 4+len(msgs))
+	keys[0], keys[1], keys[2], keys[3] = s.history, s.index, s.index, s.seq
 	args := make([]any, 4, 4+8*len(msgs))
 	args[0], args[1], args[2], args[3] = "0", token, s.histMax, s.histAge
 	if lease != "" {

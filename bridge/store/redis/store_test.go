@@ -6,13 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -214,37 +212,8 @@ func TestUnavailable(t *testing.T) {
 // answers (which a real Redis cannot be made to do without disturbing
 // others) costs each call no more than the Timeout.
 func TestTimeoutBoundsHang(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-		}
-	})
-	defer func() {
-		_ = ln.Close()
-		wg.Wait()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-	}()
-
-	c, err := NewClient("redis://" + ln.Addr().String())
+	addr := hangingServer(t)
+	c, err := NewClient("redis://" + addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +392,7 @@ func TestTrimMark(t *testing.T) {
 		t.Fatalf("XINFO STREAM: length %d, max-deleted %s, last-generated %s, first %s; want 3, %s, %s, %s",
 			info.Length, info.MaxDeletedEntryID, info.LastGeneratedID, info.FirstEntry.ID, all[1], all[4], all[2])
 	}
-	if v := info.FirstEntry.Values; len(v) != 6 || v["topic"] != "t" || v["payload"] != "2" {
+	if v := info.FirstEntry.Values; len(v) != 7 || v["topic"] != "t" || v["payload"] != "2" || v["n"] != "3" {
 		t.Fatalf("first entry's fields = %q", v)
 	}
 	// A foreign entry in the window.
@@ -455,9 +424,12 @@ func TestKeyLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(keys)
-	want := []string{s.tag + "history", s.tag + "lv:a/b", s.tag + "lv:c", s.tag + "topics"}
+	want := []string{s.tag + "history", s.tag + "history:seq", s.tag + "lv:a/b", s.tag + "lv:c", s.tag + "topics"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("keys = %q, want %q", keys, want)
+	}
+	if n, err := s.client.Get(ctx, s.tag+"history:seq").Result(); err != nil || n != "2" {
+		t.Fatalf("history:seq = %q, %v; want 2 (two entries numbered)", n, err)
 	}
 	h, err := s.client.HGetAll(ctx, s.tag+"lv:a/b").Result()
 	if err != nil {
@@ -489,14 +461,14 @@ func TestKeyLayout(t *testing.T) {
 		t.Fatalf("index = %v, %v", idx, err)
 	}
 	// The history entry: the hash's fields in a fixed order, the topic in
-	// place of the id.
+	// place of the id, then its sequence number.
 	raw, err := s.client.Do(ctx, "XRANGE", s.history, "-", "+", "COUNT", 1).Slice()
 	if err != nil || len(raw) != 1 {
 		t.Fatalf("XRANGE = %v, %v", raw, err)
 	}
 	entry := raw[0].([]any)
 	wantEntry := []any{"topic", "a/b", "payload", "v\x00", "qos", "1", "retain", "1",
-		"props", `{"me":60,"cd":"/w=="}`, "received_at", fmt.Sprint(m.ReceivedAt.UnixMilli())}
+		"props", `{"me":60,"cd":"/w=="}`, "received_at", fmt.Sprint(m.ReceivedAt.UnixMilli()), "n", "1"}
 	if entry[0] != m.ID || fmt.Sprintf("%q", entry[1]) != fmt.Sprintf("%q", wantEntry) {
 		t.Fatalf("history entry = %q, want %s %q", entry, m.ID, wantEntry)
 	}

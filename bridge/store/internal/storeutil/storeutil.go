@@ -213,3 +213,21 @@ func CheckAfter(after string, limit int) (ID, error) {
 func Gap(after, trimmed ID) error {
 	return fmt.Errorf("%w: resuming after %s, but the window was trimmed up to %s", bridge.ErrGap, after, trimmed)
 }
+
+// CheckGroupNames checks the group and consumer names of a Groups call.
+func CheckGroupNames(names ...string) error {
+	for _, n := range names {
+		if n == "" {
+			return bridge.Errorf(bridge.ECodeInvalidRequest, "group and consumer names must not be empty")
+		}
+	}
+	return nil
+}
+
+// CheckCount checks how many messages a Groups call asks for.
+func CheckCount(n int) error {
+	if n < 1 || n > MaxLimit {
+		return bridge.Errorf(bridge.ECodeInvalidRequest, "count must be between 1 and %d, not %d", MaxLimit, n)
+	}
+	return nil
+}

@@ -1,5 +1,9 @@
 package config
 
+// The configuration reference of docs/operations.md is generated from the
+// Go sources of this package by its test (reference_test.go): the parsing
+// lives here, in a test file, so that it is not in the binary.
+
 import (
 	"fmt"
 	"go/ast"
@@ -18,19 +22,6 @@ const (
 	ReferenceBegin = "<!-- BEGIN CONFIG REFERENCE: generated from internal/config by `go test ./internal/config -run Reference -update`; do not edit by hand -->"
 	ReferenceEnd   = "<!-- END CONFIG REFERENCE -->"
 )
-
-// EnvVars returns every environment variable Load reads: MQTTBRIDGE_CONFIG
-// and the MQTTBRIDGE_* variable of each setting, sorted.
-func EnvVars() []string {
-	out := []string{EnvConfig}
-	for _, s := range settings {
-		if s.env != "" {
-			out = append(out, s.env)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
 
 // Keys returns every YAML key of Config, dotted as in error messages, with
 // "[]" after a list of mappings (mqtt.brokers[].url), sorted.
