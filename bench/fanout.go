@@ -386,7 +386,9 @@ func runFanout(ctx context.Context, cfg fanConfig) (*fanResult, error) {
 			}
 			return nil, fmt.Errorf("priming: after %v only %d of %d subscribers received a message", primeTimeout, n, len(subs))
 		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+		// One probe reaches every subscriber: at 10,000 of them a probe
+		// every 20 ms would bury the run under probes.
+		if err := sleepCtx(ctx, max(20*time.Millisecond, time.Duration(len(subs))*20*time.Microsecond)); err != nil {
 			return nil, err
 		}
 		if err := subsFailed(subs); err != nil {
@@ -462,7 +464,7 @@ func runFanout(ctx context.Context, cfg fanConfig) (*fanResult, error) {
 
 	// Drain: wait until every subscriber has every message, or give up.
 	published := g.sent.Load()
-	deadline = time.Now().Add(drainTimeout)
+	deadline = time.Now().Add(max(drainTimeout, time.Duration(len(subs))*time.Millisecond))
 	for time.Now().Before(deadline) && g.slowest() < published && subsFailed(subs) == nil {
 		time.Sleep(10 * time.Millisecond)
 	}

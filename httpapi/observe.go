@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -165,10 +166,29 @@ func validRequestID(id string) bool {
 	return true
 }
 
-func newRequestID() string {
-	var b [12]byte
+// Request ids are 24 hex digits: 6 random bytes per process, then a
+// counter, so that ids are unique without reading randomness per request.
+var (
+	ridPrefix  = newRIDPrefix()
+	ridCounter atomic.Uint64
+)
+
+func newRIDPrefix() (p [12]byte) {
+	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	hex.Encode(p[:], b[:])
+	return p
+}
+
+func newRequestID() string {
+	var id [24]byte
+	copy(id[:], ridPrefix[:])
+	n := ridCounter.Add(1)
+	for i := len(id) - 1; i >= len(ridPrefix); i-- {
+		id[i] = "0123456789abcdef"[n&0xf]
+		n >>= 4
+	}
+	return string(id[:])
 }
 
 // metrics serves GET /metrics with Config.Metrics, or 404 when there is

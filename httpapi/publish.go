@@ -257,7 +257,7 @@ func (s *Server) publish(c *gin.Context, msg bridge.Message) {
 		return
 	}
 	status, body := publishOK(msg, res)
-	c.JSON(status, body)
+	c.Data(status, "application/json; charset=utf-8", body.AppendJSON(make([]byte, 0, 128)))
 }
 
 func publishOK(msg bridge.Message, res bridge.PublishResult) (int, wire.PublishResponse) {

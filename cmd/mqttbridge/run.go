@@ -27,6 +27,7 @@ import (
 	"github.com/mqttbridge/mqttbridge/httpapi"
 	"github.com/mqttbridge/mqttbridge/internal/config"
 	"github.com/mqttbridge/mqttbridge/internal/embedded"
+	"github.com/mqttbridge/mqttbridge/internal/logbuf"
 	"github.com/mqttbridge/mqttbridge/internal/metrics"
 	"github.com/mqttbridge/mqttbridge/internal/tracing"
 	"github.com/mqttbridge/mqttbridge/web"
@@ -57,6 +58,8 @@ type Main struct {
 	closeRds  func() error
 	tracing   *tracing.Provider // nil when tracing is off
 	conns     []*mqtt.Conn
+	inline    *embedded.Inline // the bridge's connection to the embedded broker
+	logs      *logbuf.Writer   // under the default Logger; flushed by Close
 	ln        net.Listener
 	srv       *http.Server
 	closeOnce sync.Once
@@ -75,7 +78,7 @@ func NewMain(cfg config.Config) *Main {
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
 	if m.Logger == nil {
-		m.Logger = newLogger(cfg)
+		m.Logger, m.logs = newLogger(cfg)
 	}
 	log := m.Logger
 
@@ -127,6 +130,12 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Bridge = b
 	m.Metrics.WatchBridge(b)
 	for _, br := range brokers {
+		if m.Embedded != nil {
+			if err := m.addInlineRoute(b, br); err != nil {
+				return err
+			}
+			continue
+		}
 		conf := m.brokerConfig(br)
 		// This instance's own connection, for publishing.
 		conf.ClientID = cfg.MQTT.ClientIDPrefix + cfg.InstanceID + "-" + br.Name
@@ -290,6 +299,32 @@ func (m *Main) ingestFunc(br config.Broker) bridge.IngestFunc {
 	}
 }
 
+// addInlineRoute routes to the embedded broker through its inline client:
+// the bridge's publishes, replies and (with the memory store) its ingest
+// cost no socket. With Redis the ingest stays a TCP client with a session
+// on the broker, which keeps what arrives while no instance holds the
+// lease.
+func (m *Main) addInlineRoute(b *bridge.Bridge, br config.Broker) error {
+	in, err := m.Embedded.Inline(embedded.InlineConfig{
+		Name:         br.Name,
+		ClientID:     m.Config.MQTT.ClientIDPrefix + m.Config.InstanceID + "-" + br.Name,
+		ReplyPrefix:  m.Config.ReplyPrefix(),
+		OnReply:      b.HandleReply,
+		IgnorePrefix: m.Config.Request.ReplyPrefix,
+		Logger:       m.Logger.With("component", "embedded-mqtt"),
+	})
+	if err != nil {
+		return err
+	}
+	m.inline = in
+	m.Metrics.AddBroker(in)
+	ingest := in.Ingest(br.Topics)
+	if m.Config.Redis.Enabled() {
+		ingest = m.ingestFunc(br)
+	}
+	return b.AddRoute(bridge.Route{Filters: br.Topics, Upstream: in, Ingest: ingest})
+}
+
 // fleetID names the fleet that shares a Redis store and key prefix, for
 // the ingest client id: two fleets on one broker must not share a session.
 // The Redis is its address and database; with Sentinel, the master's name
@@ -432,6 +467,9 @@ func (m *Main) Close(ctx context.Context) error {
 			}
 			cancel()
 		}
+		if m.inline != nil {
+			errs = append(errs, m.inline.Close(ctx))
+		}
 		if m.Embedded != nil {
 			errs = append(errs, m.Embedded.Close())
 		}
@@ -444,19 +482,25 @@ func (m *Main) Close(ctx context.Context) error {
 		if m.closeRds != nil {
 			errs = append(errs, m.closeRds())
 		}
+		if m.logs != nil {
+			_ = m.logs.Flush()
+		}
 		m.closeErr = errors.Join(errs...)
 	})
 	return m.closeErr
 }
 
-func newLogger(cfg config.Config) *slog.Logger {
+// newLogger logs to stderr through a logbuf.Writer, which Close flushes.
+func newLogger(cfg config.Config) (*slog.Logger, *logbuf.Writer) {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	w := logbuf.New(os.Stderr)
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(logbuf.Handler(h, w)), w
 }
 
 // displayAddr turns ":8080" or "[::]:8080" into something a browser opens.

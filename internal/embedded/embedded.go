@@ -3,8 +3,9 @@
 // client allowed, on a TCP listener that devices and tools such as
 // mosquitto_pub can reach.
 //
-// It owns the broker's lifetime only; the bridge talks to it like to any
-// other broker, through bridge/mqtt and the URL.
+// The bridge's own publishes and subscriptions go through mochi's inline
+// client (Inline), so they cost no socket; devices and the /mqtt proxy use
+// the TCP listener and the URL.
 package embedded
 
 import (
@@ -14,6 +15,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -36,9 +38,11 @@ type Config struct {
 
 // Broker is a running embedded broker.
 type Broker struct {
-	srv  *mochi.Server
-	ln   *listener
-	once sync.Once
+	srv    *mochi.Server
+	ln     *listener
+	once   sync.Once
+	subIDs atomic.Int64 // inline subscription ids (Inline)
+	hook   *ingestHook  // the inline ingests (Inline.Ingest)
 }
 
 // Start binds the TCP listener (so that a bind error is a start-up error and
@@ -63,8 +67,14 @@ func Start(cfg Config) (*Broker, error) {
 	srv := mochi.New(&mochi.Options{
 		Capabilities: caps,
 		Logger:       cfg.Logger,
+		InlineClient: true, // Inline
 	})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		_ = nl.Close()
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	hook := new(ingestHook)
+	if err := srv.AddHook(hook, nil); err != nil {
 		_ = nl.Close()
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
@@ -78,7 +88,7 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
 	cfg.Logger.Info("embedded broker: listening", "addr", nl.Addr().String())
-	return &Broker{srv: srv, ln: ln}, nil
+	return &Broker{srv: srv, ln: ln, hook: hook}, nil
 }
 
 // Addr is the address the broker actually listens on.

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -215,4 +216,42 @@ func Detail(err error) (ErrorDetail, bool) {
 		d.ReasonCode = &rc
 	}
 	return d, true
+}
+
+// AppendJSON appends r as JSON, exactly as encoding/json (without HTML
+// escaping, as the HTTP API writes JSON) would, without reflection: a
+// publish answers with it on every request.
+func (r PublishResponse) AppendJSON(b []byte) []byte {
+	if !plainJSONString(r.Topic) || !plainJSONString(r.Reason) {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(r) // cannot fail
+		return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+	}
+	b = append(b, `{"topic":"`...)
+	b = append(b, r.Topic...)
+	b = append(b, `","qos":`...)
+	b = strconv.AppendUint(b, uint64(r.QoS), 10)
+	if r.ReasonCode != nil {
+		b = append(b, `,"reason_code":`...)
+		b = strconv.AppendInt(b, int64(*r.ReasonCode), 10)
+	}
+	if r.Reason != "" {
+		b = append(b, `,"reason":"`...)
+		b = append(b, r.Reason...)
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+// plainJSONString reports whether s is its own JSON string body: printable
+// ASCII other than '"' and '\'.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
