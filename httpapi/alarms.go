@@ -83,18 +83,9 @@ func (s *Server) ackAlarm(c *gin.Context) {
 	var req struct {
 		Comment string `json:"comment"`
 	}
-	if c.Request.ContentLength != 0 {
-		body, err := readBody(c, 64<<10)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		if len(body) > 0 {
-			if err := decodeStrictJSON(body, &req); err != nil {
-				s.fail(c, err)
-				return
-			}
-		}
+	if err := decodeOptionalJSON(c, 64<<10, &req); err != nil {
+		s.fail(c, err)
+		return
 	}
 	a, err := s.bridge.AckAlarm(c, identity(c), c.Param("id"), req.Comment)
 	now := time.Now()

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/gin-gonic/gin"
 	ginjson "github.com/gin-gonic/gin/codec/json"
 )
 
@@ -41,6 +42,19 @@ func decodeStrictJSON(body []byte, v any) error {
 		return invalid("invalid JSON body: more than one JSON value")
 	}
 	return nil
+}
+
+// decodeOptionalJSON decodes the request's body into v when it has one
+// (at most limit bytes), strictly; an empty body leaves v as it is.
+func decodeOptionalJSON(c *gin.Context, limit int64, v any) error {
+	if c.Request.ContentLength == 0 {
+		return nil
+	}
+	body, err := readBody(c, limit)
+	if err != nil || len(body) == 0 {
+		return err
+	}
+	return decodeStrictJSON(body, v)
 }
 
 // jsonError says what is wrong with a JSON body without Go's type names.

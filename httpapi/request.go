@@ -180,18 +180,9 @@ func (s *Server) replayDeadLetters(c *gin.Context) {
 	var req struct {
 		IDs []string `json:"ids"`
 	}
-	if c.Request.ContentLength != 0 {
-		body, err := readBody(c, 1<<20)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		if len(body) > 0 {
-			if err := decodeStrictJSON(body, &req); err != nil {
-				s.fail(c, err)
-				return
-			}
-		}
+	if err := decodeOptionalJSON(c, 1<<20, &req); err != nil {
+		s.fail(c, err)
+		return
 	}
 	n, err := wh.Replay(c, identity(c), c.Param("name"), req.IDs)
 	if err != nil {
