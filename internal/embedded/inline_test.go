@@ -37,7 +37,16 @@ func TestInlineIngestMatchesLikeMQTT(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond) // a $SYS tick or more
 	testenv.Publish(t, b.URL(), bridge.Message{Topic: "a", Payload: []byte("live"), QoS: 2})
-	if m := testenv.NextMessage(t, got, 5*time.Second); m.Topic != "a" || string(m.Payload) != "live" || m.QoS != 1 || m.Retain {
+	m := testenv.NextMessage(t, got, 5*time.Second)
+	if string(m.Payload) == "kept" {
+		// mochi acknowledges and retains a publish before it hands it to
+		// its subscribers and hooks: when the ingest opened in between,
+		// the message came with the retained ones and comes again live,
+		// as for any MQTT subscriber that subscribes meanwhile (QoS 1
+		// allows it). It happens on a loaded machine.
+		m = testenv.NextMessage(t, got, 5*time.Second)
+	}
+	if m.Topic != "a" || string(m.Payload) != "live" || m.QoS != 1 || m.Retain {
 		t.Fatalf("live: %s", testenv.String(m))
 	}
 	will := exec.Command("mosquitto_sub", "-h", "127.0.0.1", "-p", port(t, b), "-V", "mqttv5", "-t", "z",
