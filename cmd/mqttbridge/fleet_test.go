@@ -346,6 +346,18 @@ func TestFleetRedisOutage(t *testing.T) {
 	f := startFleet(t, 2, true)
 	var h history
 	subscribeInto(t, f.bridges[0].Addr, &h)
+	// The subscription is live (it read the store's last id) before Redis
+	// stops: a probe, numbered 0, has come through.
+	eventually(t, "the subscription is live", func() string {
+		resp, err := http.Post("http://"+f.bridges[1].Addr+"/v1/topics/f/probe", "text/plain", strings.NewReader("0"))
+		if err == nil {
+			resp.Body.Close()
+		}
+		if h.lastID() == "" {
+			return "no probe received"
+		}
+		return ""
+	})
 	pub := startPublisher(t, f.mqttPort)
 	for i := 0; i < 100; i++ {
 		pub.publish(t)
