@@ -92,6 +92,7 @@ func (e *escalations) got() ([]string, []string) {
 // not raise; an alarm left unacknowledged is escalated to the webhook
 // exactly once for the fleet.
 func TestAlarmsAcrossInstances(t *testing.T) {
+	testenv.Long(t, "two instances and a webhook receiver")
 	prefix := testenv.Prefix(t)
 	mq := testenv.MosquittoURL(t)
 	hook := newEscalations(t)

@@ -230,6 +230,7 @@ func TestAuthReadBudget(t *testing.T) {
 // Instances sharing a Redis seal cursors with one key (kept in Redis): a
 // list begun on one instance goes on on another.
 func TestListCursorAcrossInstances(t *testing.T) {
+	testenv.Long(t, "two instances on one Redis")
 	prefix := testenv.Prefix(t)
 	args := []string{"--mqtt-url", testenv.MosquittoURL(t), "--redis-url", testenv.RedisURL(t), "--redis-key-prefix", prefix + ":", "--topics", prefix + "/#"}
 	a := start(t, append(args, "--instance-id", "a")...)

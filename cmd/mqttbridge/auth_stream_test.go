@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/mqttbridge/mqttbridge/httpapi"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // On an open WebSocket every subscribe and every publish frame is checked
@@ -105,6 +106,7 @@ func (in *instance) wsConnectAuth(tb testing.TB, query string, header ...string)
 // A WebSocket and an SSE stream end when their credentials expire: close
 // 1008 "token expired", and an error event with code unauthorized.
 func TestAuthExpiryEndsStreams(t *testing.T) {
+	testenv.Long(t, "waiting for tokens to expire")
 	in := startLogged(t, withAuth, nil)
 	in.waitReady(t)
 	short := func() string {

@@ -58,6 +58,7 @@ func nextMessage(t *testing.T, events <-chan sseEvent) string {
 // /readyz 503 naming Redis, publishing works, reads and streams answer 503
 // with Retry-After. When Redis comes up, everything resumes by itself.
 func TestStartWithRedisDown(t *testing.T) {
+	testenv.Long(t, "a Redis that starts late")
 	rds, redisURL := testenv.StartRedis(t, false)
 	rds.Stop() // its port stays known: nothing listens there until Start
 	prefix := testenv.Prefix(t)
@@ -138,6 +139,7 @@ func TestStartWithBrokerDown(t *testing.T) {
 // format, with component=redis at warn level, and the same line a few
 // times at most, however often it dials.
 func TestRedisLogLines(t *testing.T) {
+	testenv.Long(t, "three seconds of a Redis that is down")
 	var logs testenv.SyncBuffer
 	cfg, err := config.Load([]string{"--http-addr", "127.0.0.1:0", "--embedded-mqtt-addr", "127.0.0.1:0",
 		"--redis-url", fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t))}, func(string) string { return "" })

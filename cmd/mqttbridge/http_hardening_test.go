@@ -243,6 +243,7 @@ func TestCrossSiteAnyOrigin(t *testing.T) {
 // http.max_header_bytes get 431; streams and requests that wait longer
 // than the read timeout after their body go on.
 func TestHTTPTimeouts(t *testing.T) {
+	testenv.Long(t, "waiting out idle and read timeouts")
 	in := startWith(t, func(c *config.Config) {
 		c.HTTP.ReadTimeout = config.Duration(time.Second)
 		c.HTTP.IdleTimeout = config.Duration(time.Second)

@@ -23,6 +23,7 @@ import (
 // restart, which this test performs when the script asks). It skips, and
 // says why, without node or `make web-deps`.
 func TestMQTTJS(t *testing.T) {
+	testenv.Long(t, "MQTT.js in Node through /mqtt")
 	if _, err := exec.LookPath("node"); err != nil {
 		testenv.SkipMissing(t, "node is not installed, so MQTT.js is not tested through /mqtt. Install Node.js 20+ and run `make web-deps`.")
 	}

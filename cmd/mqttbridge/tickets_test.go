@@ -47,6 +47,7 @@ func requireRefused(t *testing.T, what string, resp *http.Response, body []byte,
 // /v1/stream at the other, exactly once, and the per-identity bound counts
 // the tickets of both.
 func TestTicketsFleetWide(t *testing.T) {
+	testenv.Long(t, "two instances on one Redis")
 	prefix := testenv.Prefix(t)
 	args := []string{"--mqtt-url", testenv.MosquittoURL(t), "--redis-url", testenv.RedisURL(t),
 		"--redis-key-prefix", prefix + ":", "--topics", prefix + "/#"}

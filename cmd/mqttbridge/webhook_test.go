@@ -114,6 +114,7 @@ func (r *erp) setFail(f func(topic string, attempt int) int) {
 // and replayed through the HTTP API, and when the delivering instance is
 // closed the other takes over without losing or doubling a message.
 func TestWebhooksAcrossInstances(t *testing.T) {
+	testenv.Long(t, "webhooks on two instances")
 	prefix := testenv.Prefix(t)
 	mq := testenv.MosquittoURL(t)
 	rcv := newERP(t)
