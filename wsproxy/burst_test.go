@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/mqttbridge/mqttbridge/bridge"
+	"github.com/mqttbridge/mqttbridge/internal/testenv"
 )
 
 // B1: a burst of more small messages than the queue once held (1,024)
@@ -75,6 +76,7 @@ func TestNotReadingOverBytesCloses4001(t *testing.T) {
 // queued message waited longer than ws.max_lag, though its queue is far
 // within ws.queue_bytes.
 func TestNotReadingPastMaxLagCloses4001(t *testing.T) {
+	testenv.Long(t, "waiting past ws.max_lag")
 	const lag = 200 * time.Millisecond
 	e := newWSEnvConfig(t, nil, func(c *Config) { c.QueueBytes = 256 << 20; c.MaxLag = lag })
 	ws := e.dial(t, "t/#")

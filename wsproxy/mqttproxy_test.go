@@ -427,6 +427,7 @@ func (c *client) connect5Raw() {
 // A silent client is closed after 1.5 × its keep alive, or IdleTimeout;
 // MQTT 5 clients without a keep alive are given one.
 func TestMQTTProxyIdle(t *testing.T) {
+	testenv.Long(t, "waiting out the idle timeout")
 	e := newProxyEnv(t, testenv.MosquittoURL(t), func(m *MQTTConfig, _ *bridge.Config) { m.IdleTimeout = 1500 * time.Millisecond })
 
 	c := e.dial(t, aliceKey)

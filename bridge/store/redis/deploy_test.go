@@ -344,12 +344,14 @@ func TestSentinelFailover(t *testing.T) {
 // store's Timeout (go-redis retries a refused command with a backoff, so
 // a call may take longer than one dial, never longer than the Timeout).
 func TestDeploymentsUnavailable(t *testing.T) {
+	testenv.Long(t, "Redis deployments that do not answer")
 	callDeploymentsUnavailable(t, deadAddr(t), 1500*time.Millisecond)
 }
 
 // TestDeploymentsTimeoutBoundsHang: seeds or sentinels that accept
 // connections but never answer cost each call no more than the Timeout.
 func TestDeploymentsTimeoutBoundsHang(t *testing.T) {
+	testenv.Long(t, "waiting out hung Redis deployments")
 	callDeploymentsUnavailable(t, hangingServer(t), 300*time.Millisecond)
 }
 
